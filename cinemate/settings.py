@@ -1,0 +1,60 @@
+"""Configuration, read once from the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise SettingsError(f"{name}={raw!r}: expected true or false")
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str | None
+    redis_url: str | None
+    kafka_bootstrap_servers: str | None
+    enable_kafka: bool
+    enable_consumers: bool
+    model_path: Path | None
+    admin_token: str | None
+    log_level: str
+    group_commit_concurrency: int
+    max_pending_events: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        kafka = env.get("KAFKA_BOOTSTRAP_SERVERS") or None
+        model_path = env.get("MODEL_PATH") or None
+        return cls(
+            data_dir=Path(env.get("CINEMATE_DATA_DIR") or "./.cinemate").resolve(),
+            database_url=env.get("DATABASE_URL") or None,
+            redis_url=env.get("REDIS_URL") or None,
+            kafka_bootstrap_servers=kafka,
+            enable_kafka=_flag(env, "ENABLE_KAFKA", default=kafka is not None),
+            enable_consumers=_flag(env, "ENABLE_CONSUMERS", default=True),
+            model_path=Path(model_path) if model_path else None,
+            admin_token=env.get("ADMIN_TOKEN") or None,
+            log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+            group_commit_concurrency=int(env.get("CINEMATE_COMMIT_CONCURRENCY") or 2),
+            max_pending_events=int(env.get("CINEMATE_MAX_PENDING_EVENTS") or 50_000),
+        )

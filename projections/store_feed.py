@@ -1,0 +1,77 @@
+"""Following the event store in commit-safe order.
+
+Positions are taken at insert, not at commit, so position 101 can be visible before 100.
+A reader therefore orders by (tx_id, position) and takes only rows whose transaction id
+is below the oldest transaction still running: everything below that line has either
+committed or rolled back, so nothing can appear behind the reader later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+from schema import events
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class Checkpoint:
+    tx_id: int = 0
+    position: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    position: int
+    tx_id: int
+    event_id: UUID
+    user_id: str
+    stream_version: int
+    event_type: str
+    topic: str
+    schema_version: int
+    state: bytes
+    occurred_at: datetime
+    recorded_at: datetime
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(self.tx_id, self.position)
+
+    def decode(self) -> events.InteractionEvent:
+        return events.decode(self.user_id, self.stream_version, self.topic, self.state)
+
+
+READ_SQL = """
+SELECT position, tx_id::text::bigint AS tx, event_id, originator_id, originator_version,
+       event_type, topic, schema_version, payload::text AS state, occurred_at, recorded_at
+FROM interaction_events
+WHERE (tx_id, position) > ($1::text::xid8, $2)
+  AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY tx_id, position
+LIMIT $3
+"""
+
+
+async def read_after(conn: asyncpg.Connection, after: Checkpoint, limit: int) -> list[StoredRecord]:
+    """The next committed events after `after`, never skipping one that commits later."""
+    rows = await conn.fetch(READ_SQL, str(after.tx_id), after.position, limit)
+    return [
+        StoredRecord(
+            position=row["position"],
+            tx_id=row["tx"],
+            event_id=row["event_id"],
+            user_id=row["originator_id"],
+            stream_version=row["originator_version"],
+            event_type=row["event_type"],
+            topic=row["topic"],
+            schema_version=row["schema_version"],
+            state=row["state"].encode(),
+            occurred_at=row["occurred_at"],
+            recorded_at=row["recorded_at"],
+        )
+        for row in rows
+    ]

@@ -1,0 +1,130 @@
+"""Command payloads: what clients may send, validated exactly as the API contract says."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+)
+
+MAX_FUTURE_SKEW = timedelta(minutes=5)
+MAX_CONTEXT_BYTES = 2048
+MAX_BATCH_EVENTS = 1000
+
+Identifier = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$"),
+    Field(description="1-64 characters from [A-Za-z0-9_.:-]", examples=["u42"]),
+]
+
+
+def _not_far_future(value: datetime) -> datetime:
+    if value - datetime.now(UTC) > MAX_FUTURE_SKEW:
+        raise ValueError("occurred_at is more than 5 minutes in the future")
+    return value
+
+
+def _small_context(value: dict[str, Any]) -> dict[str, Any]:
+    if len(orjson.dumps(value)) > MAX_CONTEXT_BYTES:
+        raise ValueError(f"context is larger than {MAX_CONTEXT_BYTES} bytes once encoded")
+    return value
+
+
+OccurredAt = Annotated[AwareDatetime, AfterValidator(_not_far_future)]
+Context = Annotated[dict[str, Any], AfterValidator(_small_context)]
+
+
+class Command(BaseModel):
+    """Fields every command accepts."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+    event_id: UUID | None = Field(
+        default=None, description="Client-chosen idempotency key; a retry with it is answered once"
+    )
+    occurred_at: OccurredAt | None = Field(
+        default=None, description="RFC 3339 client time, at most 5 minutes ahead; server time if absent"
+    )
+    context: Context | None = Field(
+        default=None, description="Device, app version, session id... at most 2 KB"
+    )
+
+    def fingerprint(self) -> bytes:
+        """Canonical bytes of what the client said, to tell a retry from a different event."""
+        body = self.model_dump(mode="json", exclude={"event_id"}, exclude_none=True)
+        return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+
+
+class WatchCommand(Command):
+    type: Literal["watch"] = "watch"
+    user_id: Identifier
+    movie_id: Identifier
+    progress: float = Field(ge=0.0, le=1.0, description="Fraction of the movie watched")
+    watched_seconds: int | None = Field(default=None, ge=0)
+
+
+class SearchCommand(Command):
+    type: Literal["search"] = "search"
+    user_id: Identifier
+    query: str = Field(min_length=1, max_length=256)
+    results: list[Identifier] | None = Field(default=None, max_length=100)
+    clicked_movie_id: Identifier | None = None
+
+
+class RatingCommand(Command):
+    type: Literal["rating"] = "rating"
+    user_id: Identifier
+    movie_id: Identifier
+    rating: float = Field(ge=0.5, le=5.0, multiple_of=0.5)
+
+
+class FavoriteCommand(Command):
+    type: Literal["favorite"] = "favorite"
+    user_id: Identifier
+    movie_id: Identifier
+    action: Literal["add", "remove"]
+
+
+class FeedbackCommand(Command):
+    type: Literal["feedback"] = "feedback"
+    user_id: Identifier
+    movie_id: Identifier
+    recommendation_id: Identifier
+    action: Literal["click", "watch", "like", "dislike", "dismiss"]
+    rank: int | None = Field(default=None, ge=1)
+
+
+AnyCommand = Annotated[
+    WatchCommand | SearchCommand | RatingCommand | FavoriteCommand | FeedbackCommand,
+    Field(discriminator="type"),
+]
+
+
+class BatchCommand(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    events: list[AnyCommand] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+
+
+SINGLE_COMMANDS: dict[str, type[Command]] = {
+    "watch": WatchCommand,
+    "search": SearchCommand,
+    "rating": RatingCommand,
+    "favorite": FavoriteCommand,
+    "feedback": FeedbackCommand,
+}
+
+ADAPTERS: dict[str, TypeAdapter[Any]] = {
+    **{name: TypeAdapter(model) for name, model in SINGLE_COMMANDS.items()},
+    "batch": TypeAdapter(BatchCommand),
+}

@@ -1,0 +1,104 @@
+"""The interaction events: one stream per user, encoded by eventsourcing's mapper.
+
+Each class is an immutable `eventsourcing` domain event. `originator_id` is the user id
+and `originator_version` the event's place in that user's stream; the store assigns the
+version at commit, so events are built with version 0 and get theirs back when read.
+`class_version` plus `upcast_vN_vN+1` keep old rows readable after a payload changes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from eventsourcing.domain import CanCreateTimestamp, HasOriginatorIDVersion, MetaDomainEvent
+from eventsourcing.persistence import DatetimeAsISO, JSONTranscoder, Mapper, StoredEvent
+
+
+class InteractionEvent(HasOriginatorIDVersion[str], CanCreateTimestamp, metaclass=MetaDomainEvent):
+    """Something a viewer did. `timestamp` is when it happened on the client (occurred_at)."""
+
+    event_type: ClassVar[str]
+    originator_id: str
+    originator_version: int
+    timestamp: datetime
+    context: dict[str, Any] | None
+
+
+class Watched(InteractionEvent):
+    """Version 2 holds `progress` as a fraction; version 1 held `progress_percent` 0..100."""
+
+    event_type = "watch"
+    class_version = 2
+    movie_id: str
+    progress: float
+    watched_seconds: int | None
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["progress"] = state.pop("progress_percent") / 100.0
+        state.setdefault("watched_seconds", None)
+
+
+class Searched(InteractionEvent):
+    event_type = "search"
+    query: str
+    results: list[str]
+    clicked_movie_id: str | None
+
+
+class Rated(InteractionEvent):
+    event_type = "rating"
+    movie_id: str
+    rating: float
+
+
+class Favorited(InteractionEvent):
+    event_type = "favorite"
+    movie_id: str
+    action: str
+
+
+class FeedbackGiven(InteractionEvent):
+    event_type = "feedback"
+    movie_id: str
+    recommendation_id: str
+    action: str
+    rank: int | None
+
+
+EVENT_CLASSES: dict[str, type[InteractionEvent]] = {
+    cls.event_type: cls for cls in (Watched, Searched, Rated, Favorited, FeedbackGiven)
+}
+
+_ENVELOPE_FIELDS = frozenset({"originator_id", "originator_version", "timestamp"})
+
+
+def new_mapper() -> Mapper[str]:
+    transcoder = JSONTranscoder()
+    transcoder.register(DatetimeAsISO())
+    return Mapper(transcoder=transcoder)
+
+
+MAPPER = new_mapper()
+
+
+def schema_version(event: InteractionEvent) -> int:
+    return int(getattr(type(event), "class_version", 1))
+
+
+def encode(event: InteractionEvent) -> StoredEvent:
+    return MAPPER.to_stored_event(event)
+
+
+def decode(user_id: str, version: int, topic: str, state: bytes) -> InteractionEvent:
+    """Rebuild a stored event, upcasting old schema versions on the way."""
+    stored = StoredEvent(originator_id=user_id, originator_version=version, topic=topic, state=state)
+    event = MAPPER.to_domain_event(stored)
+    assert isinstance(event, InteractionEvent)
+    return event
+
+
+def payload_of(event: InteractionEvent) -> dict[str, Any]:
+    """The event's own fields, as clients sent them (without the stream envelope)."""
+    return {k: v for k, v in vars(event).items() if k not in _ENVELOPE_FIELDS}

@@ -1,0 +1,103 @@
+"""Real servers for the tests: embedded PostgreSQL and Redis unless URLs are given.
+
+Each test gets a database of its own, copied from a migrated template (fast, isolated).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from cinemate import database
+from cinemate.app import Services, build_app, open_services
+from cinemate.infrastructure import Infrastructure
+from cinemate.settings import Settings
+
+TEMPLATE = "cinemate_test_template"
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cinemate-data")
+
+
+@pytest.fixture(scope="session")
+def infrastructure(data_dir: Path) -> Iterator[Infrastructure]:
+    settings = Settings.from_env({**os.environ, "CINEMATE_DATA_DIR": str(data_dir)})
+    infra = Infrastructure.start(settings)
+    yield infra
+    infra.stop()
+
+
+def url_for_database(url: str, name: str) -> str:
+    """The same server, another database."""
+    head, sep, query = database.asyncpg_dsn(url).partition("?")
+    base = head.rsplit("/", 1)[0]
+    return f"{base}/{name}{sep}{query}"
+
+
+@pytest.fixture(scope="session")
+async def template_database(infrastructure: Infrastructure) -> str:
+    admin = await asyncpg.connect(database.asyncpg_dsn(infrastructure.database_url))
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {TEMPLATE}")
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(url_for_database(infrastructure.database_url, TEMPLATE))
+    try:
+        await database.migrate(conn)
+    finally:
+        await conn.close()
+    return TEMPLATE
+
+
+@pytest.fixture
+async def database_url(infrastructure: Infrastructure, template_database: str) -> str:
+    name = f"cinemate_test_{os.getpid()}_{next(_counter)}"
+    admin = await asyncpg.connect(database.asyncpg_dsn(infrastructure.database_url))
+    try:
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {template_database}")
+    finally:
+        await admin.close()
+    return url_for_database(infrastructure.database_url, name)
+
+
+@pytest.fixture
+def settings(data_dir: Path, database_url: str, infrastructure: Infrastructure) -> Settings:
+    return Settings.from_env(
+        {
+            "CINEMATE_DATA_DIR": str(data_dir),
+            "DATABASE_URL": database_url,
+            "REDIS_URL": infrastructure.redis_url,
+        }
+    )
+
+
+@pytest.fixture
+async def services(settings: Settings) -> AsyncIterator[Services]:
+    assert settings.database_url and settings.redis_url
+    async with AsyncExitStack() as stack:
+        yield await open_services(settings, settings.database_url, settings.redis_url, stack)
+
+
+@pytest.fixture
+async def client(services: Services) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=build_app(services))
+    async with httpx.AsyncClient(transport=transport, base_url="http://cinemate") as http:
+        yield http
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()
