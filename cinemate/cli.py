@@ -40,7 +40,9 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
             log.info("serving", extra={"host": host, "port": port})
             await server.serve()
             if not server.started:
-                raise SystemExit(f"could not listen on {host}:{port} (is another cinemate serving?)")
+                raise SystemExit(
+                    f"could not listen on {host}:{port} (is another cinemate serving?)"
+                )
     finally:
         await asyncio.to_thread(infra.stop)
 
@@ -76,7 +78,9 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = sub.add_parser("serve", help="run the HTTP API with projections in-process")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default %(default)s)"
+    )
     serve.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
     sub.add_parser("migrate", help="apply database migrations and exit")
     return top

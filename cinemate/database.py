@@ -63,7 +63,9 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
         async with conn.transaction():
             # Two processes starting together must not both apply one migration.
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
-            known = await conn.fetchval("SELECT sha256 FROM schema_migrations WHERE name = $1", name)
+            known = await conn.fetchval(
+                "SELECT sha256 FROM schema_migrations WHERE name = $1", name
+            )
             if known is not None:
                 if known != digest:
                     log.warning("migration %s changed after it was applied", name)

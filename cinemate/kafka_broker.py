@@ -185,13 +185,13 @@ def _random_cluster_id() -> str:
             return cid
 
 
-def _pid_alive_kafka(pid: int) -> bool:
-    """True if pid is alive and is a Kafka broker JVM (guards against pid reuse)."""
+def _pid_is_broker(pid: int, config: Path) -> bool:
+    """True if pid is alive and is the Kafka broker JVM of ``config`` (guards against pid reuse)."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"kafka.Kafka" in cmdline
+    return b"kafka.Kafka" in cmdline and os.fsencode(config) in cmdline
 
 
 def _metadata_ready(bootstrap: str, timeout: float) -> bool:
@@ -239,10 +239,12 @@ class KafkaBroker:
         self._proc: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None  # exit code of the last broker this object started
         state = self._read_state()
-        self.cluster_id: str = state.get("cluster_id") or _random_cluster_id()
-        self.port: int = port or state.get("port") or free_port()
+        cid = state.get("cluster_id")
+        self.cluster_id: str = cid if isinstance(cid, str) and cid else _random_cluster_id()
+        saved_port = state.get("port")
+        self.port: int = port or (saved_port if isinstance(saved_port, int) else 0) or free_port()
         cport = state.get("controller_port")
-        if not cport or cport == self.port:
+        if not isinstance(cport, int) or not cport or cport == self.port:
             cport = free_port()
         self.controller_port: int = cport
 
@@ -258,6 +260,10 @@ class KafkaBroker:
     @property
     def _state_file(self) -> Path:
         return self.data_dir / "broker.json"
+
+    @property
+    def _server_properties(self) -> Path:
+        return self.data_dir / "server.properties"
 
     @property
     def _kraft_dir(self) -> Path:
@@ -288,7 +294,7 @@ class KafkaBroker:
         out = open(self.data_dir / "broker.out", "ab")
         try:
             self._proc = subprocess.Popen(
-                [*self._java(libs), "kafka.Kafka", str(self.data_dir / "server.properties")],
+                [*self._java(libs), "kafka.Kafka", str(self._server_properties)],
                 cwd=self.data_dir,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -345,7 +351,7 @@ class KafkaBroker:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _pid_alive_kafka(pid) else None
+        return pid if _pid_is_broker(pid, self._server_properties) else None
 
     def __enter__(self) -> KafkaBroker:
         if not self.is_running():
@@ -421,13 +427,17 @@ class KafkaBroker:
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
+            # After a crash (SIGKILL) the restarted broker has to wait for its old registration
+            # session to expire before it is unfenced: 9 s by default, ~2 s with these.
+            "broker.session.timeout.ms": "3000",
+            "broker.heartbeat.interval.ms": "1000",
         }
         cfg.update(self.extra_config)
         return cfg
 
     def _write_configs(self) -> None:
         props = "".join(f"{k}={v}\n" for k, v in self._config().items())
-        (self.data_dir / "server.properties").write_text(props)
+        self._server_properties.write_text(props)
         (self.data_dir / "log4j2.properties").write_text(
             f"""status = error
 appender.file.type = File
@@ -454,7 +464,7 @@ logger.controller.level = INFO
             *self._java(libs), "kafka.tools.StorageTool", "format",
             "--ignore-formatted",
             "--cluster-id", self.cluster_id,
-            "--config", str(self.data_dir / "server.properties"),
+            "--config", str(self._server_properties),
         ]  # fmt: skip
         res = subprocess.run(cmd, cwd=self.data_dir, capture_output=True, text=True)
         if res.returncode != 0:
@@ -497,7 +507,7 @@ logger.controller.level = INFO
             if proc is not None:
                 if proc.poll() is not None:
                     return True
-            elif not _pid_alive_kafka(pid):
+            elif not _pid_is_broker(pid, self._server_properties):
                 return True
             time.sleep(0.05)
         return False
@@ -587,6 +597,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m cinemate.kafka_broker",
         description="Real Apache Kafka broker (KRaft, single node, no Docker) for dev and tests. "
         f"Jars are fetched once with mvn into ${CACHE_ENV} (default ~/.cache/cinemate/kafka).",
+        epilog="examples:\n"
+        "  python -m cinemate.kafka_broker fetch\n"
+        "  python -m cinemate.kafka_broker start --data-dir /tmp/kafka --port 9092\n"
+        "  python -m cinemate.kafka_broker stop --data-dir /tmp/kafka   # from another shell\n"
+        "  python -m cinemate.kafka_broker --version 4.0.0 fetch",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", default=DEFAULT_VERSION, help="Kafka version (%(default)s)")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -14,11 +14,10 @@ from uuid import UUID
 
 import asyncpg
 
+from command_side.event_store import AppendResult, append_group
 from command_side.new_events import NewEvent
 
 log = logging.getLogger("cinemate.command_side")
-
-APPEND_SQL = "SELECT * FROM append_interaction_events($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 
 # Errors that mean "the store cannot be reached", as opposed to a bug or bad data.
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
@@ -39,14 +38,6 @@ class StoreUnavailable(RuntimeError):
 
 class Overloaded(RuntimeError):
     """Too many events wait for a commit already: the client should retry shortly."""
-
-
-@dataclass(frozen=True, slots=True)
-class AppendResult:
-    event_id: UUID
-    position: int | None
-    stream_version: int | None
-    outcome: str  # accepted | duplicate | conflict | rejected
 
 
 @dataclass
@@ -70,9 +61,11 @@ class GroupCommitter:
         self._max_pending_events = max_pending_events
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._pending_events = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._workers: list[asyncio.Task[None]] = []
-        # Requests whose event_id is already being written by another request of the
-        # same group: they wait for the next group, and the store then answers them.
+        # Requests whose event id is already being written by another request of the
+        # same group: they wait for the next group, where the store answers them.
         self._deferred: list[_Pending] = []
 
     def start(self) -> None:
@@ -83,8 +76,8 @@ class GroupCommitter:
 
     async def stop(self) -> None:
         """Let queued requests commit, then stop the writers."""
-        while self._pending_events and self._workers:
-            await asyncio.sleep(0.01)
+        if self._workers:
+            await self._idle.wait()
         for task in self._workers:
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
@@ -99,11 +92,14 @@ class GroupCommitter:
             raise Overloaded(f"{self._pending_events} events are waiting to be committed")
         future: asyncio.Future[list[AppendResult]] = asyncio.get_running_loop().create_future()
         self._pending_events += len(events)
+        self._idle.clear()
         try:
             self._queue.put_nowait(_Pending(events, future))
             return await asyncio.shield(future)
         finally:
             self._pending_events -= len(events)
+            if not self._pending_events:
+                self._idle.set()
 
     async def _work(self) -> None:
         while True:
@@ -142,38 +138,20 @@ class GroupCommitter:
             else:
                 seen |= ids
                 batch.append(pending)
-        rows = [(i, e) for i, p in enumerate(batch) for e in p.events]
-        args = (
-            [i for i, _ in rows],
-            [e.event_id for _, e in rows],
-            [e.user_id for _, e in rows],
-            [e.event_type for _, e in rows],
-            [e.topic for _, e in rows],
-            [e.schema_version for _, e in rows],
-            [e.state for _, e in rows],
-            [e.body_hash for _, e in rows],
-            [e.occurred_at for _, e in rows],
-        )
+        requests = [pending.events for pending in batch]
         for attempt in range(3):
             try:
                 async with self._pool.acquire() as conn:
-                    records = await conn.fetch(APPEND_SQL, *args)
+                    results = await append_group(conn, requests)
                 break
             except asyncpg.UniqueViolationError:
-                # Another process stored one of these event_ids for another user at the
-                # same moment; retrying reads it back as a conflict.
+                # Another process stored one of these event ids at the same moment for
+                # another stream; retrying reads it back as a conflict.
                 if attempt == 2:
                     raise
-        results = [
-            AppendResult(r["event_id"], r["position"], r["stream_version"], r["outcome"])
-            for r in records
-        ]
-        start = 0
-        for pending in batch:
-            end = start + len(pending.events)
+        for pending, answers in zip(batch, results, strict=True):
             if not pending.future.done():
-                pending.future.set_result(results[start:end])
-            start = end
+                pending.future.set_result(answers)
 
     def _fail(self, group: list[_Pending], exc: BaseException) -> None:
         for pending in group:

@@ -8,7 +8,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from command_side.group_commit import AppendResult, GroupCommitter, Overloaded, StoreUnavailable
+from command_side.event_store import AppendResult
+from command_side.group_commit import GroupCommitter, Overloaded, StoreUnavailable
 from command_side.new_events import new_event
 from command_side.request_body import BadRequest, parse, read_json_body
 from schema.commands import ADAPTERS, BatchCommand, Command
@@ -100,7 +101,9 @@ def batch_endpoint(committer: GroupCommitter) -> Endpoint:
 def command_routes(committer: GroupCommitter) -> list[Route]:
     return [
         *(
-            Route(f"/api/v1/events/{kind}", single_command_endpoint(kind, committer), methods=["POST"])
+            Route(
+                f"/api/v1/events/{kind}", single_command_endpoint(kind, committer), methods=["POST"]
+            )
             for kind in ("watch", "search", "rating", "favorite")
         ),
         Route("/api/v1/events/batch", batch_endpoint(committer), methods=["POST"]),

@@ -29,12 +29,16 @@ class NewEvent:
     occurred_at: datetime
 
 
+_PAYLOAD_FIELDS: dict[str, tuple[str, ...]] = {
+    kind: tuple(f.name for f in dataclasses.fields(cls) if f.name not in _ENVELOPE)
+    for kind, cls in events.EVENT_CLASSES.items()
+}
+
+
 def domain_event(command: Command, now: datetime) -> events.InteractionEvent:
-    event_cls = events.EVENT_CLASSES[command.type]  # type: ignore[attr-defined]
-    fields: dict[str, Any] = {}
-    for field in dataclasses.fields(event_cls):  # type: ignore[arg-type]
-        if field.name not in _ENVELOPE:
-            fields[field.name] = getattr(command, field.name)
+    kind: str = command.type  # type: ignore[attr-defined]
+    event_cls = events.EVENT_CLASSES[kind]
+    fields: dict[str, Any] = {name: getattr(command, name) for name in _PAYLOAD_FIELDS[kind]}
     if event_cls is events.Searched and fields["results"] is None:
         fields["results"] = []
     return event_cls(

@@ -13,11 +13,11 @@ Probe = Callable[[], Awaitable[ComponentHealth]]
 ESSENTIAL = frozenset({"postgres"})
 
 
-async def _run(probe: Probe, timeout: float) -> ComponentHealth:
+async def _run(probe: Probe, seconds: float) -> ComponentHealth:
     try:
-        return await asyncio.wait_for(probe(), timeout)
+        return await asyncio.wait_for(probe(), seconds)
     except TimeoutError:
-        return ComponentHealth(status="down", detail={"error": f"no answer in {timeout} s"})
+        return ComponentHealth(status="down", detail={"error": f"no answer in {seconds} s"})
     except Exception as exc:
         return ComponentHealth(status="down", detail={"error": repr(exc)})
 
@@ -30,8 +30,8 @@ def overall(components: Mapping[str, ComponentHealth]) -> str:
     return "ok"
 
 
-async def check(probes: Mapping[str, Probe], timeout: float = 2.0) -> Health:
+async def check(probes: Mapping[str, Probe], seconds: float = 2.0) -> Health:
     names = list(probes)
-    results = await asyncio.gather(*(_run(probes[n], timeout) for n in names))
+    results = await asyncio.gather(*(_run(probes[n], seconds) for n in names))
     components = dict(zip(names, results, strict=True))
     return Health(status=overall(components), components=components)  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import asyncpg
+from pydantic import TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -14,7 +15,6 @@ from query_side.user_events import read_stream_page
 from schema.commands import Identifier
 from schema.http import JSONResponse, error_response, unavailable
 from schema.responses import UserEvents
-from pydantic import TypeAdapter, ValidationError
 
 _IDENTIFIER: TypeAdapter[str] = TypeAdapter(Identifier)
 _STORE_DOWN = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
@@ -48,8 +48,13 @@ def query_routes(pool: asyncpg.Pool, probes: Mapping[str, health.Probe]) -> list
             return error_response(
                 422,
                 "validation_error",
-                [{"loc": ["path", "user_id"], "msg": "1-64 characters from [A-Za-z0-9_.:-]",
-                  "type": "string_pattern_mismatch"}],
+                [
+                    {
+                        "loc": ["path", "user_id"],
+                        "msg": "1-64 characters from [A-Za-z0-9_.:-]",
+                        "type": "string_pattern_mismatch",
+                    }
+                ],
             )
         try:
             after = _int_param(request, "after", 0, 0, 2**31 - 1)
@@ -66,7 +71,9 @@ def query_routes(pool: asyncpg.Pool, probes: Mapping[str, health.Probe]) -> list
         if page is None:
             return error_response(404, "not_found", f"user {user_id} has no events")
         next_after = page[-1]["stream_version"] if len(page) == limit else None
-        body = UserEvents.model_validate({"user_id": user_id, "events": page, "next_after": next_after})
+        body = UserEvents.model_validate(
+            {"user_id": user_id, "events": page, "next_after": next_after}
+        )
         return JSONResponse(body)
 
     async def live(request: Request) -> Response:

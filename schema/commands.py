@@ -44,6 +44,9 @@ OccurredAt = Annotated[AwareDatetime, AfterValidator(_not_far_future)]
 Context = Annotated[dict[str, Any], AfterValidator(_small_context)]
 
 
+_NOT_BODY = {"event_id"}
+
+
 class Command(BaseModel):
     """Fields every command accepts."""
 
@@ -53,7 +56,8 @@ class Command(BaseModel):
         default=None, description="Client-chosen idempotency key; a retry with it is answered once"
     )
     occurred_at: OccurredAt | None = Field(
-        default=None, description="RFC 3339 client time, at most 5 minutes ahead; server time if absent"
+        default=None,
+        description="RFC 3339 client time, at most 5 minutes ahead; server time if absent",
     )
     context: Context | None = Field(
         default=None, description="Device, app version, session id... at most 2 KB"
@@ -61,8 +65,8 @@ class Command(BaseModel):
 
     def fingerprint(self) -> bytes:
         """Canonical bytes of what the client said, to tell a retry from a different event."""
-        body = self.model_dump(mode="json", exclude={"event_id"}, exclude_none=True)
-        return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+        # Field order is fixed by the model class, so the bytes are canonical without sorting.
+        return self.__pydantic_serializer__.to_json(self, exclude=_NOT_BODY, exclude_none=True)
 
 
 class WatchCommand(Command):

@@ -8,13 +8,16 @@ version at commit, so events are built with version 0 and get theirs back when r
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
+import orjson
 from eventsourcing.domain import CanCreateTimestamp, HasOriginatorIDVersion, MetaDomainEvent
 from eventsourcing.persistence import DatetimeAsISO, JSONTranscoder, Mapper, StoredEvent
 
 
+@dataclass(frozen=True)
 class InteractionEvent(HasOriginatorIDVersion[str], CanCreateTimestamp, metaclass=MetaDomainEvent):
     """Something a viewer did. `timestamp` is when it happened on the client (occurred_at)."""
 
@@ -25,6 +28,7 @@ class InteractionEvent(HasOriginatorIDVersion[str], CanCreateTimestamp, metaclas
     context: dict[str, Any] | None
 
 
+@dataclass(frozen=True)
 class Watched(InteractionEvent):
     """Version 2 holds `progress` as a fraction; version 1 held `progress_percent` 0..100."""
 
@@ -40,6 +44,7 @@ class Watched(InteractionEvent):
         state.setdefault("watched_seconds", None)
 
 
+@dataclass(frozen=True)
 class Searched(InteractionEvent):
     event_type = "search"
     query: str
@@ -47,18 +52,21 @@ class Searched(InteractionEvent):
     clicked_movie_id: str | None
 
 
+@dataclass(frozen=True)
 class Rated(InteractionEvent):
     event_type = "rating"
     movie_id: str
     rating: float
 
 
+@dataclass(frozen=True)
 class Favorited(InteractionEvent):
     event_type = "favorite"
     movie_id: str
     action: str
 
 
+@dataclass(frozen=True)
 class FeedbackGiven(InteractionEvent):
     event_type = "feedback"
     movie_id: str
@@ -74,8 +82,33 @@ EVENT_CLASSES: dict[str, type[InteractionEvent]] = {
 _ENVELOPE_FIELDS = frozenset({"originator_id", "originator_version", "timestamp"})
 
 
+class OrjsonTranscoder(JSONTranscoder):
+    """eventsourcing's JSON transcoder with orjson underneath: same format, several times faster.
+
+    Registered transcodings (datetimes here) are written as {"_type_", "_data_"} objects
+    exactly as the standard transcoder writes them, so either can read the other's rows.
+    """
+
+    _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+    def encode(self, obj: Any) -> bytes:
+        return orjson.dumps(obj, default=self._encode_obj, option=self._OPTIONS)
+
+    def decode(self, data: bytes) -> Any:
+        decoded = orjson.loads(data)
+        return self._revive(decoded) if b'"_type_"' in data else decoded
+
+    def _revive(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            revived = {k: self._revive(v) for k, v in value.items()}
+            return self._decode_obj(revived)
+        if isinstance(value, list):
+            return [self._revive(v) for v in value]
+        return value
+
+
 def new_mapper() -> Mapper[str]:
-    transcoder = JSONTranscoder()
+    transcoder = OrjsonTranscoder()
     transcoder.register(DatetimeAsISO())
     return Mapper(transcoder=transcoder)
 
@@ -93,7 +126,9 @@ def encode(event: InteractionEvent) -> StoredEvent:
 
 def decode(user_id: str, version: int, topic: str, state: bytes) -> InteractionEvent:
     """Rebuild a stored event, upcasting old schema versions on the way."""
-    stored = StoredEvent(originator_id=user_id, originator_version=version, topic=topic, state=state)
+    stored = StoredEvent(
+        originator_id=user_id, originator_version=version, topic=topic, state=state
+    )
     event = MAPPER.to_domain_event(stored)
     assert isinstance(event, InteractionEvent)
     return event

@@ -34,46 +34,97 @@ class Operation:
     admin: bool = False
 
 
-USER_ID = Param("user_id", "path", {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
-                required=True)
+USER_ID = Param(
+    "user_id", "path", {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"}, required=True
+)
 _COMMAND_ERRORS: dict[int, type[BaseModel] | None] = {
-    400: responses.ErrorBody, 409: responses.ErrorBody, 413: responses.ErrorBody,
-    415: responses.ErrorBody, 422: responses.ErrorBody, 503: responses.ErrorBody,
+    400: responses.ErrorBody,
+    409: responses.ErrorBody,
+    413: responses.ErrorBody,
+    415: responses.ErrorBody,
+    422: responses.ErrorBody,
+    503: responses.ErrorBody,
 }
 
 
 def _command(path: str, summary: str, body: type[BaseModel]) -> Operation:
-    return Operation("post", path, summary, "commands", body,
-                     {202: responses.Accepted, 200: responses.Accepted, **_COMMAND_ERRORS})
+    return Operation(
+        "post",
+        path,
+        summary,
+        "commands",
+        body,
+        {202: responses.Accepted, 200: responses.Accepted, **_COMMAND_ERRORS},
+    )
 
 
 OPERATIONS: list[Operation] = [
-    _command("/api/v1/events/watch", "Record that a user watched (part of) a movie",
-             commands.WatchCommand),
+    _command(
+        "/api/v1/events/watch",
+        "Record that a user watched (part of) a movie",
+        commands.WatchCommand,
+    ),
     _command("/api/v1/events/search", "Record a search", commands.SearchCommand),
-    _command("/api/v1/events/rating", "Record a rating (0.5..5.0, steps of 0.5)",
-             commands.RatingCommand),
+    _command(
+        "/api/v1/events/rating", "Record a rating (0.5..5.0, steps of 0.5)", commands.RatingCommand
+    ),
     _command("/api/v1/events/favorite", "Add or remove a favorite", commands.FavoriteCommand),
     _command("/api/v1/feedback", "Record a reaction to a recommendation", commands.FeedbackCommand),
-    Operation("post", "/api/v1/events/batch", "Record 1..1000 events, all or nothing", "commands",
-              commands.BatchCommand,
-              {202: responses.BatchAccepted, 200: responses.BatchAccepted, **_COMMAND_ERRORS}),
-    Operation("get", "/api/v1/users/{user_id}/events", "A user's event stream, oldest first",
-              "queries", None,
-              {200: responses.UserEvents, 404: responses.ErrorBody, 422: responses.ErrorBody,
-               503: responses.ErrorBody},
-              (USER_ID,
-               Param("after", "query", {"type": "integer", "minimum": 0},
-                     "Stream version to start after"),
-               Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000,
-                                         "default": 100}))),
-    Operation("get", "/api/v1/health", "Health of every component", "health", None,
-              {200: responses.Health, 503: responses.Health}),
-    Operation("get", "/api/v1/health/live", "200 while the process runs", "health", None,
-              {200: None}),
-    Operation("get", "/api/v1/health/ready", "200 when the service can serve", "health", None,
-              {200: responses.Health, 503: responses.Health}),
+    Operation(
+        "post",
+        "/api/v1/events/batch",
+        "Record 1..1000 events, all or nothing",
+        "commands",
+        commands.BatchCommand,
+        {202: responses.BatchAccepted, 200: responses.BatchAccepted, **_COMMAND_ERRORS},
+    ),
+    Operation(
+        "get",
+        "/api/v1/users/{user_id}/events",
+        "A user's event stream, oldest first",
+        "queries",
+        None,
+        {
+            200: responses.UserEvents,
+            404: responses.ErrorBody,
+            422: responses.ErrorBody,
+            503: responses.ErrorBody,
+        },
+        (
+            USER_ID,
+            Param(
+                "after", "query", {"type": "integer", "minimum": 0}, "Stream version to start after"
+            ),
+            Param(
+                "limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}
+            ),
+        ),
+    ),
+    Operation(
+        "get",
+        "/api/v1/health",
+        "Health of every component",
+        "health",
+        None,
+        {200: responses.Health, 503: responses.Health},
+    ),
+    Operation(
+        "get", "/api/v1/health/live", "200 while the process runs", "health", None, {200: None}
+    ),
+    Operation(
+        "get",
+        "/api/v1/health/ready",
+        "200 when the service can serve",
+        "health",
+        None,
+        {200: responses.Health, 503: responses.Health},
+    ),
 ]
+
+
+def _operation_id(op: Operation) -> str:
+    words = op.path.strip("/").replace("{", "").replace("}", "").split("/")
+    return "_".join([op.method, *words])
 
 
 def build(operations: list[Operation] | None = None, version: str = "0.1.0") -> dict[str, Any]:
@@ -84,19 +135,23 @@ def build(operations: list[Operation] | None = None, version: str = "0.1.0") -> 
             models.add(op.body)
         models.update(m for m in op.answers.values() if m is not None)
     ordered = sorted(models, key=lambda m: m.__name__)
-    _, top = models_json_schema(
-        [(m, "validation") for m in ordered], ref_template=REF
-    )
+    _, top = models_json_schema([(m, "validation") for m in ordered], ref_template=REF)
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
         entry: dict[str, Any] = {
             "summary": op.summary,
             "tags": [op.tag],
-            "operationId": f"{op.method}_{op.path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}",
+            "operationId": _operation_id(op),
             "responses": {
                 str(status): (
-                    {"description": model.__name__ if model else "OK",
-                     "content": {"application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}}}
+                    {
+                        "description": model.__name__ if model else "OK",
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": REF.format(model=model.__name__)}
+                            }
+                        },
+                    }
                     if model is not None
                     else {"description": "OK"}
                 )
@@ -106,12 +161,19 @@ def build(operations: list[Operation] | None = None, version: str = "0.1.0") -> 
         if op.body is not None:
             entry["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": {"$ref": REF.format(model=op.body.__name__)}}},
+                "content": {
+                    "application/json": {"schema": {"$ref": REF.format(model=op.body.__name__)}}
+                },
             }
         if op.params:
             entry["parameters"] = [
-                {"name": p.name, "in": p.where, "required": p.required or p.where == "path",
-                 "schema": p.schema, "description": p.description}
+                {
+                    "name": p.name,
+                    "in": p.where,
+                    "required": p.required or p.where == "path",
+                    "schema": p.schema,
+                    "description": p.description,
+                }
                 for p in op.params
             ]
         if op.admin:

@@ -19,8 +19,13 @@ KINDS: dict[str, dict[str, Any]] = {
     "/api/v1/events/search": {"user_id": "u1", "query": "star wars", "results": ["m1", "m2"]},
     "/api/v1/events/rating": {"user_id": "u1", "movie_id": "m1", "rating": 4.5},
     "/api/v1/events/favorite": {"user_id": "u1", "movie_id": "m1", "action": "add"},
-    "/api/v1/feedback": {"user_id": "u1", "movie_id": "m1", "recommendation_id": "r1",
-                         "action": "click", "rank": 2},
+    "/api/v1/feedback": {
+        "user_id": "u1",
+        "movie_id": "m1",
+        "recommendation_id": "r1",
+        "action": "click",
+        "rank": 2,
+    },
 }
 
 
@@ -41,7 +46,13 @@ async def test_every_kind_is_accepted_and_stored_in_order(
         positions.append(data["position"])
     assert positions == sorted(positions)
     stream = (await client.get("/api/v1/users/u1/events")).json()
-    assert [e["type"] for e in stream["events"]] == ["watch", "search", "rating", "favorite", "feedback"]
+    assert [e["type"] for e in stream["events"]] == [
+        "watch",
+        "search",
+        "rating",
+        "favorite",
+        "feedback",
+    ]
     assert stream["events"][1]["payload"]["results"] == ["m1", "m2"]
     assert stream["next_after"] is None
     assert await count_events(db) == 5
@@ -64,11 +75,15 @@ async def test_retry_is_a_duplicate_and_a_changed_body_a_conflict(
 
 async def test_batch_is_all_or_nothing(client: httpx.AsyncClient, db: asyncpg.Connection) -> None:
     used = str(uuid4())
-    await client.post("/api/v1/events/rating", json={"user_id": "u2", "movie_id": "m", "rating": 3,
-                                                     "event_id": used})
+    await client.post(
+        "/api/v1/events/rating",
+        json={"user_id": "u2", "movie_id": "m", "rating": 3, "event_id": used},
+    )
     items = [{"type": "watch", **WATCH} for _ in range(5)]
-    conflicting = [*items, {"type": "rating", "user_id": "u2", "movie_id": "m", "rating": 4,
-                            "event_id": used}]
+    conflicting = [
+        *items,
+        {"type": "rating", "user_id": "u2", "movie_id": "m", "rating": 4, "event_id": used},
+    ]
     refused = await client.post("/api/v1/events/batch", json={"events": conflicting})
     assert refused.status_code == 409
     assert await count_events(db) == 1
@@ -80,8 +95,16 @@ async def test_batch_is_all_or_nothing(client: httpx.AsyncClient, db: asyncpg.Co
 
 
 async def test_batch_replayed_whole_is_all_duplicates(client: httpx.AsyncClient) -> None:
-    items = [{"type": "favorite", "user_id": f"u{i}", "movie_id": "m1", "action": "add",
-              "event_id": str(uuid4())} for i in range(3)]
+    items = [
+        {
+            "type": "favorite",
+            "user_id": f"u{i}",
+            "movie_id": "m1",
+            "action": "add",
+            "event_id": str(uuid4()),
+        }
+        for i in range(3)
+    ]
     first = await client.post("/api/v1/events/batch", json={"events": items})
     second = await client.post("/api/v1/events/batch", json={"events": items})
     assert first.status_code == 202 and second.status_code == 200
@@ -92,38 +115,96 @@ async def test_batch_replayed_whole_is_all_duplicates(client: httpx.AsyncClient)
 
 
 REJECTIONS: list[tuple[str, dict[str, str], bytes, int, str]] = [
-    ("/api/v1/events/watch", {"content-type": "application/json"}, b'{"user_id": "u1",', 400,
-     "malformed_json"),
-    ("/api/v1/events/watch", {"content-type": "text/plain"}, b'{"user_id":"u1","movie_id":"m","progress":0.1}',
-     415, "unsupported_media_type"),
-    ("/api/v1/events/watch", {}, b'{"user_id":"u1","movie_id":"m","progress":0.1}', 415,
-     "unsupported_media_type"),
-    ("/api/v1/events/watch", {"content-type": "application/json"},
-     b'{"user_id":"u1","movie_id":"m","progress":2}', 422, "validation_error"),
-    ("/api/v1/events/search", {"content-type": "application/json"}, b'{"user_id":"u1","query":""}',
-     422, "validation_error"),
-    ("/api/v1/events/favorite", {"content-type": "application/json"},
-     b'{"user_id":"u1","movie_id":"m","action":"toggle"}', 422, "validation_error"),
-    ("/api/v1/feedback", {"content-type": "application/json"},
-     b'{"user_id":"u1","movie_id":"m","recommendation_id":"r","action":"click","rank":0}', 422,
-     "validation_error"),
-    ("/api/v1/events/batch", {"content-type": "application/json"}, b'{"events": []}', 422,
-     "validation_error"),
-    ("/api/v1/events/batch", {"content-type": "application/json"},
-     b'{"events": [{"type":"watch","user_id":"u1","movie_id":"m","progress":0.2},'
-     b'{"type":"teleport","user_id":"u1"}]}', 422, "validation_error"),
-    ("/api/v1/events/watch", {"content-type": "application/json"}, b"[1, 2]", 422,
-     "validation_error"),
-    ("/api/v1/events/watch", {"content-type": "application/json"},
-     b'{"user_id":"u1","movie_id":"m","progress":0.5,"pad":"' + b"x" * (1024 * 1024) + b'"}', 413,
-     "payload_too_large"),
+    (
+        "/api/v1/events/watch",
+        {"content-type": "application/json"},
+        b'{"user_id": "u1",',
+        400,
+        "malformed_json",
+    ),
+    (
+        "/api/v1/events/watch",
+        {"content-type": "text/plain"},
+        b'{"user_id":"u1","movie_id":"m","progress":0.1}',
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "/api/v1/events/watch",
+        {},
+        b'{"user_id":"u1","movie_id":"m","progress":0.1}',
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "/api/v1/events/watch",
+        {"content-type": "application/json"},
+        b'{"user_id":"u1","movie_id":"m","progress":2}',
+        422,
+        "validation_error",
+    ),
+    (
+        "/api/v1/events/search",
+        {"content-type": "application/json"},
+        b'{"user_id":"u1","query":""}',
+        422,
+        "validation_error",
+    ),
+    (
+        "/api/v1/events/favorite",
+        {"content-type": "application/json"},
+        b'{"user_id":"u1","movie_id":"m","action":"toggle"}',
+        422,
+        "validation_error",
+    ),
+    (
+        "/api/v1/feedback",
+        {"content-type": "application/json"},
+        b'{"user_id":"u1","movie_id":"m","recommendation_id":"r","action":"click","rank":0}',
+        422,
+        "validation_error",
+    ),
+    (
+        "/api/v1/events/batch",
+        {"content-type": "application/json"},
+        b'{"events": []}',
+        422,
+        "validation_error",
+    ),
+    (
+        "/api/v1/events/batch",
+        {"content-type": "application/json"},
+        b'{"events": [{"type":"watch","user_id":"u1","movie_id":"m","progress":0.2},'
+        b'{"type":"teleport","user_id":"u1"}]}',
+        422,
+        "validation_error",
+    ),
+    (
+        "/api/v1/events/watch",
+        {"content-type": "application/json"},
+        b"[1, 2]",
+        422,
+        "validation_error",
+    ),
+    (
+        "/api/v1/events/watch",
+        {"content-type": "application/json"},
+        b'{"user_id":"u1","movie_id":"m","progress":0.5,"pad":"' + b"x" * (1024 * 1024) + b'"}',
+        413,
+        "payload_too_large",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("path", "headers", "body", "status", "error"), REJECTIONS)
 async def test_rejections_store_nothing(
-    client: httpx.AsyncClient, db: asyncpg.Connection,
-    path: str, headers: dict[str, str], body: bytes, status: int, error: str,
+    client: httpx.AsyncClient,
+    db: asyncpg.Connection,
+    path: str,
+    headers: dict[str, str],
+    body: bytes,
+    status: int,
+    error: str,
 ) -> None:
     answer = await client.post(path, content=body, headers=headers)
     assert answer.status_code == status, answer.text
@@ -145,8 +226,9 @@ async def test_batch_with_a_repeated_event_id_is_refused(
 
 
 async def test_store_unreachable_is_a_503_with_retry_after(services: Services) -> None:
-    dead = await asyncpg.create_pool("postgresql://postgres@/postgres?host=/nonexistent",
-                                     min_size=0, max_size=1)
+    dead = await asyncpg.create_pool(
+        "postgresql://postgres@/postgres?host=/nonexistent", min_size=0, max_size=1
+    )
     committer = GroupCommitter(dead)
     committer.start()
     try:
@@ -177,7 +259,9 @@ async def test_concurrent_retries_of_one_event_store_it_once(
         body = {**WATCH, "user_id": "racer", "event_id": str(uuid4())}
         clients = [
             httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=build_app(Services(services.settings, p, services.redis, c))),
+                transport=httpx.ASGITransport(
+                    app=build_app(Services(services.settings, p, services.redis, c))
+                ),
                 base_url="http://c",
             )
             for p, c in zip(pools, committers, strict=True)
@@ -195,7 +279,10 @@ async def test_concurrent_retries_of_one_event_store_it_once(
     statuses = sorted(a.status_code for a in answers)
     assert statuses == [200] * 31 + [202]
     assert len({a.json()["position"] for a in answers}) == 1
-    assert await db.fetchval("SELECT count(*) FROM interaction_events WHERE originator_id='racer'") == 1
+    assert (
+        await db.fetchval("SELECT count(*) FROM interaction_events WHERE originator_id='racer'")
+        == 1
+    )
 
 
 async def test_store_refuses_updates_deletes_and_truncate(
@@ -213,7 +300,9 @@ async def test_store_refuses_updates_deletes_and_truncate(
 
 
 async def test_user_events_pages_and_404(client: httpx.AsyncClient) -> None:
-    items = [{"type": "rating", "user_id": "pager", "movie_id": f"m{i}", "rating": 3} for i in range(5)]
+    items = [
+        {"type": "rating", "user_id": "pager", "movie_id": f"m{i}", "rating": 3} for i in range(5)
+    ]
     await client.post("/api/v1/events/batch", json={"events": items})
     page = (await client.get("/api/v1/users/pager/events?after=1&limit=2")).json()
     assert [e["stream_version"] for e in page["events"]] == [2, 3]

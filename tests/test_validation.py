@@ -32,9 +32,7 @@ def test_ratings_off_the_scale_are_refused(rating: object) -> None:
         validate("rating", {"user_id": "u1", "movie_id": "m1", "rating": rating})
 
 
-@pytest.mark.parametrize(
-    "user_id", ["", "a" * 65, "has space", "émile", "a/b", 42, None]
-)
+@pytest.mark.parametrize("user_id", ["", "a" * 65, "has space", "émile", "a/b", 42, None])
 def test_identifiers_are_1_to_64_safe_characters(user_id: object) -> None:
     with pytest.raises(ValidationError):
         validate("watch", {"user_id": user_id, "movie_id": "m1", "progress": 0.5})
@@ -111,34 +109,68 @@ def test_malformed_json_is_a_400() -> None:
 
 
 def test_fingerprint_ignores_event_id_and_time_spelling() -> None:
-    a = validate("rating", {"user_id": "u", "movie_id": "m", "rating": 4,
-                            "event_id": str(uuid4()), "occurred_at": "2026-01-01T00:00:00Z"})
-    b = validate("rating", {"user_id": "u", "movie_id": "m", "rating": 4.0,
-                            "occurred_at": "2026-01-01T00:00:00+00:00"})
-    c = validate("rating", {"user_id": "u", "movie_id": "m", "rating": 4.5,
-                            "occurred_at": "2026-01-01T00:00:00Z"})
+    a = validate(
+        "rating",
+        {
+            "user_id": "u",
+            "movie_id": "m",
+            "rating": 4,
+            "event_id": str(uuid4()),
+            "occurred_at": "2026-01-01T00:00:00Z",
+        },
+    )
+    b = validate(
+        "rating",
+        {
+            "user_id": "u",
+            "movie_id": "m",
+            "rating": 4.0,
+            "occurred_at": "2026-01-01T00:00:00+00:00",
+        },
+    )
+    c = validate(
+        "rating",
+        {"user_id": "u", "movie_id": "m", "rating": 4.5, "occurred_at": "2026-01-01T00:00:00Z"},
+    )
     assert isinstance(a, RatingCommand) and isinstance(b, RatingCommand)
     assert isinstance(c, RatingCommand)
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
 
 
 def test_new_event_round_trips_through_the_mapper() -> None:
-    command = validate("watch", {"user_id": "u7", "movie_id": "m3", "progress": 0.75,
-                                 "watched_seconds": 3000, "context": {"device": "tv"}})
+    command = validate(
+        "watch",
+        {
+            "user_id": "u7",
+            "movie_id": "m3",
+            "progress": 0.75,
+            "watched_seconds": 3000,
+            "context": {"device": "tv"},
+        },
+    )
     assert isinstance(command, WatchCommand)
     row = new_event(command)
     decoded = events.decode(row.user_id, 4, row.topic, row.state.encode())
     assert isinstance(decoded, events.Watched)
     assert decoded.originator_version == 4
     assert events.payload_of(decoded) == {
-        "movie_id": "m3", "progress": 0.75, "watched_seconds": 3000, "context": {"device": "tv"}
+        "movie_id": "m3",
+        "progress": 0.75,
+        "watched_seconds": 3000,
+        "context": {"device": "tv"},
     }
     assert row.schema_version == 2
 
 
 def test_version_1_watch_events_are_upcast() -> None:
-    state = orjson.dumps({"timestamp": {"_type_": "datetime_iso", "_data_": "2026-01-01T00:00:00+00:00"},
-                          "movie_id": "m1", "progress_percent": 40, "context": None})
+    state = orjson.dumps(
+        {
+            "timestamp": {"_type_": "datetime_iso", "_data_": "2026-01-01T00:00:00+00:00"},
+            "movie_id": "m1",
+            "progress_percent": 40,
+            "context": None,
+        }
+    )
     decoded = events.decode("u1", 1, "schema.events:Watched", state)
     assert isinstance(decoded, events.Watched)
     assert decoded.progress == pytest.approx(0.4)
