@@ -43,9 +43,7 @@ async def _create_topic(bootstrap: str, name: str, partitions: int = 3) -> None:
 
 
 async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all"
-    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
     await producer.start()
     try:
         for v in values:
@@ -90,7 +88,7 @@ async def _read_all(bootstrap: str, topic: str, partitions: int) -> list[bytes]:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             positions = [await consumer.position(tp) for tp in parts]
-            if all(pos >= end[tp] for pos, tp in zip(positions, parts)):
+            if all(pos >= end[tp] for pos, tp in zip(positions, parts, strict=True)):
                 break
             batches = await consumer.getmany(timeout_ms=500)
             for records in batches.values():
