@@ -195,7 +195,9 @@ def _pid_is_broker(pid: int, config: Path) -> bool:
 
 
 def _metadata_ready(bootstrap: str, timeout: float) -> bool:
-    """One aiokafka admin round-trip: the broker is in the cluster metadata (unfenced)."""
+    """aiokafka admin round-trips: the broker is in the cluster metadata (i.e. unfenced) and
+    every existing partition has a leader again (after a restart, leaders are re-elected
+    shortly after the broker is unfenced)."""
 
     async def probe() -> bool:
         from aiokafka.admin import AIOKafkaAdminClient
@@ -208,7 +210,14 @@ def _metadata_ready(bootstrap: str, timeout: float) -> bool:
         try:
             await admin.start()
             info = await admin.describe_cluster()
-            return any(b["node_id"] == NODE_ID for b in info["brokers"])
+            if not any(b["node_id"] == NODE_ID for b in info["brokers"]):
+                return False
+            topics = await admin.describe_topics()
+            return all(
+                t["error_code"] == 0
+                and all(p["error_code"] == 0 and p["leader"] == NODE_ID for p in t["partitions"])
+                for t in topics
+            )
         except Exception:
             return False
         finally:
