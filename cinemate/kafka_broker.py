@@ -94,7 +94,7 @@ def _pom(version: str) -> str:
         for g, a, v in deps
     )
     return f"""<?xml version="1.0" encoding="UTF-8"?>
-<project xmlns="http://maven.apache.org/POM/4.0.0">
+<project>
   <modelVersion>4.0.0</modelVersion>
   <groupId>cinemate</groupId>
   <artifactId>kafka-broker-libs</artifactId>
