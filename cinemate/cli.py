@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import socket
 import sys
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
@@ -17,32 +18,35 @@ from cinemate.settings import Settings, SettingsError
 log = logging.getLogger("cinemate.cli")
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind before starting anything, so a busy port is reported at once and clearly."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(
+            f"cinemate: could not listen on {host}:{port}: {exc.strerror} "
+            "(is another cinemate serving there? use --port)"
+        ) from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
 async def _serve(settings: Settings, host: str, port: int) -> None:
-    import uvicorn
-
     from cinemate.app import build_app, open_services
+    from cinemate.server import server as http_server
 
+    sock = _listen(host, port)
     infra = await asyncio.to_thread(Infrastructure.start, settings)
     try:
         async with AsyncExitStack() as stack:
             services = await open_services(settings, infra.database_url, infra.redis_url, stack)
-            config = uvicorn.Config(
-                build_app(services),
-                host=host,
-                port=port,
-                http="httptools",
-                lifespan="off",
-                log_config=None,
-                access_log=False,
-                timeout_graceful_shutdown=20,
-            )
-            server = uvicorn.Server(config)
+            server = http_server(build_app(services), host, port)
             log.info("serving", extra={"host": host, "port": port})
-            await server.serve()
-            if not server.started:
-                raise SystemExit(
-                    f"could not listen on {host}:{port} (is another cinemate serving?)"
-                )
+            await server.serve(sockets=[sock])
     finally:
         await asyncio.to_thread(infra.stop)
 

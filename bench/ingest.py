@@ -1,0 +1,233 @@
+"""bench/ingest: durable single-event POSTs and batch ingest, against an echo baseline.
+
+Starts `cinemate serve` on a fresh data dir (embedded PostgreSQL, fsync on) and the same
+HTTP stack answering a validated echo without a database, then loads each from a
+separate process: wrk when it is installed (C, cheap on CPU), else bench/loadgen.py.
+Prints the spec's figures and their ratio to the echo measured in this same run.
+
+    python -m bench.ingest [--seconds 10] [--connections 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as answer:
+                if answer.status in (200, 404, 405):
+                    return
+        except urllib.error.HTTPError as exc:
+            if exc.code in (404, 405):
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"server at {url} did not come up")
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    handle = open(log, "wb")
+    return subprocess.Popen(
+        args, env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(number) * _UNITS[unit]
+
+
+def run_wrk(port: int, path: str, connections: int, seconds: float) -> dict[str, float]:
+    script = HERE / "post_events.lua"
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{int(seconds)}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return {
+        "rps": rps,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "errors": float(non2xx.group(1)) if non2xx else 0.0,
+    }
+
+
+def run_loadgen(port: int, *extra: str) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.loadgen", "--port", str(port), *extra],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout
+    summary = json.loads(out.strip().splitlines()[-1])
+    bad = sum(n for status, n in summary["statuses"].items() if not str(status).startswith("2"))
+    return {
+        "rps": summary["rps"],
+        "p50_ms": summary["p50_ms"],
+        "p99_ms": summary["p99_ms"],
+        "errors": float(bad + summary["errors"]),
+    }
+
+
+def max_rate(port: int, connections: int, seconds: float, use_wrk: bool) -> dict[str, float]:
+    path = "/api/v1/events/watch"
+    if use_wrk:
+        return run_wrk(port, path, connections, seconds)
+    return run_loadgen(port, "--connections", str(connections), "--seconds", str(seconds))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--loadgen", action="store_true", help="use bench/loadgen.py, not wrk")
+    args = parser.parse_args()
+    use_wrk = shutil.which("wrk") is not None and not args.loadgen
+
+    work = Path(tempfile.mkdtemp(prefix="cinemate-bench-"))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS")
+    }
+    env.update(CINEMATE_DATA_DIR=str(work / "data"), LOG_LEVEL="WARNING")
+    service_port, echo_port = free_port(), free_port()
+    service = start(
+        [sys.executable, "-m", "cinemate.cli", "serve", "--port", str(service_port)],
+        env,
+        work / "serve.log",
+    )
+    echo = start(
+        [sys.executable, "-m", "bench.echo_server", "--port", str(echo_port)],
+        env,
+        work / "echo.log",
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{service_port}/api/v1/health/ready")
+        wait_ready(f"http://127.0.0.1:{echo_port}/")
+        loader = "wrk" if use_wrk else "bench/loadgen.py"
+        print(
+            f"load from a separate process ({loader}), {args.connections} connections, "
+            f"{args.seconds:.0f} s per run",
+            flush=True,
+        )
+        # Warm both (connections, prepared statements), then measure.
+        max_rate(echo_port, args.connections, 2, use_wrk)
+        max_rate(service_port, args.connections, 2, use_wrk)
+        echo_run = max_rate(echo_port, args.connections, args.seconds, use_wrk)
+        single = max_rate(service_port, args.connections, args.seconds, use_wrk)
+        half = run_loadgen(
+            service_port,
+            "--connections",
+            str(args.connections),
+            "--seconds",
+            str(args.seconds),
+            "--rate",
+            str(single["rps"] / 2),
+        )
+        batch = run_loadgen(
+            service_port,
+            "--path",
+            "/api/v1/events/batch",
+            "--batch",
+            "1000",
+            "--connections",
+            "4",
+            "--seconds",
+            str(args.seconds),
+        )
+    finally:
+        stop(service)
+        stop(echo)
+
+    batch_events = batch["rps"] * 1000
+    rows = [
+        (
+            "echo baseline (no database)",
+            f"{echo_run['rps']:,.0f} req/s",
+            f"p50 {echo_run['p50_ms']:.1f} ms, p99 {echo_run['p99_ms']:.1f} ms",
+            "",
+        ),
+        (
+            "durable single-event POSTs",
+            f"{single['rps']:,.0f} events/s",
+            f"p50 {single['p50_ms']:.1f} ms, p99 {single['p99_ms']:.1f} ms",
+            f"{single['rps'] / echo_run['rps']:.2f} x echo (target >= 0.6; >= 10,000/s)",
+        ),
+        (
+            f"  at half that rate ({single['rps'] / 2:,.0f}/s)",
+            f"{half['rps']:,.0f} events/s",
+            f"p50 {half['p50_ms']:.1f} ms, p99 {half['p99_ms']:.1f} ms",
+            "target p99 <= 20 ms",
+        ),
+        (
+            "batch ingest (1,000 per request)",
+            f"{batch_events:,.0f} events/s",
+            f"p50 {batch['p50_ms']:.0f} ms per batch",
+            f"{batch_events / single['rps']:.1f} x single (target >= 50,000/s)",
+        ),
+    ]
+    width = max(len(r[0]) for r in rows)
+    for name, rate, latency, ratio in rows:
+        print(f"{name:<{width}}  {rate:>18}  {latency:<28}  {ratio}")
+    errors = echo_run["errors"] + single["errors"] + half["errors"] + batch["errors"]
+    print(f"non-2xx answers or socket errors: {errors:.0f}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

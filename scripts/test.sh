@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up (if needed), then lint, type-check and run every test against real
+# PostgreSQL, Redis and Kafka servers that the tests start themselves.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --test
+.venv/bin/ruff check .
+.venv/bin/mypy cinemate command_side query_side projections model schema
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,108 @@
+"""`cinemate serve` as a user runs it: a real process, embedded servers, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def call(method: str, url: str, body: object | None = None) -> tuple[int, dict[str, object]]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["CINEMATE_DATA_DIR"] = str(data_dir)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cinemate.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read().decode()  # type: ignore[union-attr]
+        try:
+            status, _ = call("GET", f"http://127.0.0.1:{port}/api/v1/health/ready")
+            if status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("service did not become ready")
+
+
+def postgres_running(data_dir: Path) -> bool:
+    pgdata = str(data_dir / "postgres")
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if proc.info["name"] == "postgres" and pgdata in " ".join(proc.info["cmdline"] or []):
+            return True
+    return False
+
+
+def test_serve_shares_embedded_servers_and_stops_them_on_sigterm(tmp_path: Path) -> None:
+    port, other_port = free_port(), free_port()
+    first = serve(tmp_path, port)
+    second = None
+    try:
+        wait_ready(port, first)
+        status, answer = call(
+            "POST",
+            f"http://127.0.0.1:{port}/api/v1/events/rating",
+            {"user_id": "cli", "movie_id": "m1", "rating": 4},
+        )
+        assert status == 202, answer
+
+        clash = serve(tmp_path, port)
+        output = clash.communicate(timeout=60)[0].decode()
+        assert clash.returncode != 0
+        assert "could not listen" in output
+
+        second = serve(tmp_path, other_port)
+        wait_ready(other_port, second)
+        status, stream = call("GET", f"http://127.0.0.1:{other_port}/api/v1/users/cli/events")
+        assert status == 200
+        assert [e["payload"]["rating"] for e in stream["events"]] == [4.0]  # type: ignore[index]
+
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+        assert postgres_running(tmp_path), "the first service still uses the database"
+        status, _ = call("GET", f"http://127.0.0.1:{port}/api/v1/users/cli/events")
+        assert status == 200
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(30)
+    assert first.returncode == 0
+    deadline = time.monotonic() + 10
+    while postgres_running(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not postgres_running(tmp_path)
