@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
 
-def ease_weights(interactions: sp.spmatrix | sp.sparray, l2: float) -> np.ndarray:
+def ease_weights(
+    interactions: sp.spmatrix | sp.sparray,
+    l2: float,
+    dtype: type[np.floating[Any]] = np.float64,
+) -> np.ndarray:
     """Item-item weight matrix B (n_items x n_items, zero diagonal) for a users x items matrix.
 
     B = I - P / diag(P) with P = (X'X + l2 I)^-1, so row i holds how much having item i
-    in a history raises each other item's score.
+    in a history raises each other item's score. float32 halves to quarters the time of
+    the cubic inverse; the ridge keeps the system well enough conditioned for it.
     """
     x = sp.csr_matrix(interactions, dtype=np.float64)
-    gram = np.asarray((x.T @ x).toarray(), dtype=np.float64)
+    gram = np.asarray((x.T @ x).toarray(), dtype=dtype)
     gram[np.diag_indices_from(gram)] += l2
     precision = _spd_inverse(gram)
     weights = precision / (-np.diag(precision))
@@ -27,10 +34,11 @@ def _spd_inverse(matrix: np.ndarray) -> np.ndarray:
     # plus a ridge is always symmetric positive definite.
     if matrix.shape[0] == 0:
         return matrix.copy()
-    factor, info = lapack.dpotrf(matrix, lower=False, overwrite_a=True)
+    potrf, potri = lapack.get_lapack_funcs(("potrf", "potri"), (matrix,))
+    factor, info = potrf(matrix, lower=False, overwrite_a=True)
     if info != 0:
         raise np.linalg.LinAlgError(f"Cholesky factorisation failed (info={info})")
-    inverse, info = lapack.dpotri(factor, lower=False, overwrite_c=True)
+    inverse, info = potri(factor, lower=False, overwrite_c=True)
     if info != 0:
         raise np.linalg.LinAlgError(f"inverse from Cholesky failed (info={info})")
     upper = np.triu(inverse)

@@ -54,6 +54,7 @@ def run_evaluation(
     variant: str = "all",
     *,
     grid: Grid | None = None,
+    base: Params | None = None,
     log: Log | None = None,
 ) -> list[dict[str, Any]]:
     """Run the protocol and return one row per model (popularity, ease, service)."""
@@ -66,7 +67,7 @@ def run_evaluation(
         f"{len(split.candidates)} candidates, {len(split.truth)} test users"
     )
     say("tuning the service model on the validation split")
-    params, trials = tune(validation_split(split), Params(), grid or Grid(), say)
+    params, trials = tune(validation_split(split), base or Params(), grid or Grid(), say)
     best = max(trial.ndcg for trial in trials) if trials else float("nan")
     say(
         f"chosen l2={params.l2:g} sequence_weight={params.sequence_weight:g} "

@@ -20,11 +20,11 @@ class Params:
     l2: float = 500.0
     min_item_users: int = 5
     max_items: int = 4000
-    sequence_weight: float = 0.3
+    sequence_weight: float = 1.0
     sequence_window: int = 10
     sequence_decay: float = 5.0
     sequence_backward: float = 0.5
-    recency_tau: float = 8.0
+    recency_tau: float = 5.0
     max_history: int = 50
 
     def to_dict(self) -> dict[str, Any]:

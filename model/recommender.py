@@ -248,7 +248,7 @@ def fit_parts(weights: UserItemWeights, params: Params) -> ModelParts:
     return ModelParts(
         item_ids=[str(name) for name in names[eligible]],
         popularity=counts[eligible].astype(np.float64),
-        ease=ease_weights(matrix, params.l2),
+        ease=ease_weights(matrix, params.l2, np.float32),
         transitions=transitions,
         n_users=n_users,
         n_interactions=len(movies),

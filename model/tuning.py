@@ -20,8 +20,8 @@ class Grid:
     the recency decay are cheap to vary on top of it."""
 
     l2: tuple[float, ...] = (250.0, 500.0, 1000.0)
-    sequence_weight: tuple[float, ...] = (0.0, 0.3, 0.6)
-    recency_tau: tuple[float, ...] = (4.0, 8.0, 16.0)
+    sequence_weight: tuple[float, ...] = (0.3, 0.6, 1.0, 1.5)
+    recency_tau: tuple[float, ...] = (3.0, 5.0, 8.0)
 
     def size(self) -> int:
         return len(self.l2) * len(self.sequence_weight) * len(self.recency_tau)
