@@ -102,8 +102,16 @@ def run_evaluation(
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """A Markdown table, metrics at 10 with four decimals."""
-    header = ["model", "NDCG@10", "Recall@10", "Precision@10", "HR@10", "MRR@10", "Cov@10",
-              "train s"]
+    header = [
+        "model",
+        "NDCG@10",
+        "Recall@10",
+        "Precision@10",
+        "HR@10",
+        "MRR@10",
+        "Cov@10",
+        "train s",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [str(row["model"])]

@@ -153,9 +153,7 @@ def implicit_weights(
     base = np.fmax(np.fmax(rating, favorite), watch)
     base = np.where(np.isnan(base), 0.0, base)
     is_feedback = events.kinds == "feedback"
-    feedback = np.bincount(
-        pair[is_feedback], weights=events.values[is_feedback], minlength=n_pairs
-    )
+    feedback = np.bincount(pair[is_feedback], weights=events.values[is_feedback], minlength=n_pairs)
     weight = np.clip(base + feedback, cfg.min_weight, cfg.max_weight)
     latest = np.full(n_pairs, -np.inf)
     np.maximum.at(latest, pair, events.timestamps)

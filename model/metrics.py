@@ -37,9 +37,7 @@ def precision_at_k(
     return sum(_hits(ranked, relevant, k)) / k
 
 
-def hit_rate_at_k(
-    ranked: Sequence[Hashable], relevant: Collection[Hashable], k: int = 10
-) -> float:
+def hit_rate_at_k(ranked: Sequence[Hashable], relevant: Collection[Hashable], k: int = 10) -> float:
     return 1.0 if any(_hits(ranked, relevant, k)) else 0.0
 
 

@@ -67,9 +67,7 @@ def load_movies(data_dir: Path) -> list[Movie]:
                     movie_id=int(row["movieId"]),
                     title=row.get("title") or "",
                     # MovieLens spells "no genre" as a pseudo-genre; an empty tuple says it.
-                    genres=tuple(
-                        g for g in genres.split("|") if g and g != "(no genres listed)"
-                    ),
+                    genres=tuple(g for g in genres.split("|") if g and g != "(no genres listed)"),
                 )
             )
     return movies
