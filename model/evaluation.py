@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m model.evaluation",
         description=(
-            f"Offline evaluation protocol {PROTOCOL}: per-user temporal split (last 20%% "
+            f"Offline evaluation protocol {PROTOCOL}: per-user temporal split (last 20% "
             "of each user's interactions are TEST), metrics at 10 for popularity, EASE "
             "(lambda=200) and the service's model, whose hyper-parameters are chosen on "
             "a validation split of TRAIN."

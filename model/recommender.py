@@ -40,7 +40,8 @@ ARTIFACT_VERSION = 1
 @dataclass(frozen=True, slots=True)
 class HistoryItem:
     """One movie in a user's current history: its implicit weight (negative for disliked)
-    and the time of the latest interaction with it, which sets its recency rank."""
+    and the time of the latest interaction with it. Only the order of timestamps matters
+    (it sets the recency rank), so any number that grows with recency works."""
 
     movie_id: str
     weight: float = 1.0

@@ -19,7 +19,7 @@ class Grid:
     """A small grid: the expensive inverse is computed once per l2 value, the blend and
     the recency decay are cheap to vary on top of it."""
 
-    l2: tuple[float, ...] = (250.0, 500.0, 1000.0)
+    l2: tuple[float, ...] = (100.0, 250.0, 500.0, 1000.0)
     sequence_weight: tuple[float, ...] = (0.3, 0.6, 1.0, 1.5)
     recency_tau: tuple[float, ...] = (3.0, 5.0, 8.0)
 

@@ -1,6 +1,7 @@
 import numpy as np
 
 from model.ids import natural_order
+from model.interactions import Interaction
 from model.recommender import HistoryItem, TrainedModel, train
 from tests.model.synthetic import CLUSTER_A, CLUSTER_B, SMALL_PARAMS, history_of, two_cluster_events
 
@@ -89,3 +90,17 @@ def test_min_item_users_bounds_the_vocabulary() -> None:
     model = train(events, SMALL_PARAMS.__class__(l2=10.0, min_item_users=1000))
     assert model.n_items == 0
     assert model.recommend(history_of(CLUSTER_A[:2]), 5) == []
+
+
+def test_mixed_event_kinds_train_and_dislikes_are_not_positives() -> None:
+    events = [
+        *two_cluster_events(),
+        *(Interaction(f"u{u}", "999", "feedback", -1.0, 5000.0) for u in range(10)),
+        *(Interaction(f"u{u}", "500", "watch", 0.95, 5000.0 + u) for u in range(20, 30)),
+        *(Interaction(f"u{u}", "500", "favorite", 1.0, 6000.0) for u in range(20, 25)),
+    ]
+    model = train(events, SMALL_PARAMS)
+    assert model.index_of("999") is None  # only ever disliked: never a training positive
+    assert model.index_of("500") is not None
+    similar = {movie for movie, _ in model.similar("500", 3)}
+    assert similar <= set(CLUSTER_B)
