@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -19,14 +21,33 @@ from cinemate.docs import docs_routes
 from cinemate.middleware import RequestContext
 from cinemate.settings import Settings
 from command_side.group_commit import GroupCommitter
-from command_side.http import command_routes
+from command_side.http import (
+    RebuildRefused,
+    UnknownProjection,
+    admin_command_routes,
+    command_routes,
+)
+from projections.catalog import GenreLookup
+from projections.projection import Projection
+from projections.rebuild import RebuildInProgress, rebuild
+from projections.runner import Projector, StoreListener
+from projections.simple_projections import (
+    AuditProjection,
+    ItemStatsProjection,
+    ModelFeedbackProjection,
+)
+from projections.status import projection_status
+from projections.user_features import UserFeaturesProjection, refresh_user
 from query_side.health import Probe
-from query_side.http import query_routes
+from query_side.http import QueryServices, query_routes
 from schema import openapi
 from schema.http import error_response
 from schema.responses import ComponentHealth
 
 log = logging.getLogger("cinemate.app")
+
+# Health turns "degraded" when a projection is further behind than this.
+LAG_DEGRADED_SECONDS = 5.0
 
 
 @dataclass
@@ -34,15 +55,54 @@ class Services:
     """Everything a running service holds open; closed by the exit stack that made it."""
 
     settings: Settings
+    database_url: str
     pool: asyncpg.Pool
     redis: aioredis.Redis
     committer: GroupCommitter
+    genres: GenreLookup
+    projections: dict[str, Projection]
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    rebuilds: dict[str, asyncio.Task[int]] = field(default_factory=dict)
+
+
+def make_projections(redis: aioredis.Redis, genres: GenreLookup) -> dict[str, Projection]:
+    projections: list[Projection] = [
+        UserFeaturesProjection(redis, genres),
+        ItemStatsProjection(),
+        AuditProjection(),
+        ModelFeedbackProjection(),
+    ]
+    return {p.name: p for p in projections}
+
+
+async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def start_projectors(services: Services) -> None:
+    """Follow the store in this process: one projector per projection, one listener."""
+    listener = StoreListener(database.asyncpg_dsn(services.database_url))
+    services.tasks.append(asyncio.create_task(listener.run(), name="store-listener"))
+    for projection in services.projections.values():
+        projector = Projector(services.pool, projection)
+        services.tasks.append(
+            asyncio.create_task(
+                projector.run(listener.subscribe()), name=f"project-{projection.name}"
+            )
+        )
 
 
 async def open_services(
-    settings: Settings, database_url: str, redis_url: str, stack: AsyncExitStack
+    settings: Settings,
+    database_url: str,
+    redis_url: str,
+    stack: AsyncExitStack,
+    *,
+    run_projections: bool | None = None,
 ) -> Services:
-    pool = await database.create_pool(database_url, max_size=12)
+    pool = await database.create_pool(database_url, max_size=16)
     stack.push_async_callback(pool.close)
     async with pool.acquire() as conn:
         await database.migrate(conn)
@@ -55,7 +115,14 @@ async def open_services(
     )
     committer.start()
     stack.push_async_callback(committer.stop)
-    return Services(settings, pool, redis, committer)
+    genres = GenreLookup()
+    services = Services(
+        settings, database_url, pool, redis, committer, genres, make_projections(redis, genres)
+    )
+    stack.push_async_callback(lambda: _cancel([*services.tasks, *services.rebuilds.values()]))
+    if settings.enable_consumers if run_projections is None else run_projections:
+        start_projectors(services)
+    return services
 
 
 def health_probes(services: Services) -> dict[str, Probe]:
@@ -74,7 +141,44 @@ def health_probes(services: Services) -> dict[str, Probe]:
     async def kafka() -> ComponentHealth:
         return ComponentHealth(status="disabled")
 
-    return {"postgres": postgres, "redis": redis, "kafka": kafka}
+    async def projections() -> ComponentHealth:
+        async with services.pool.acquire(timeout=2) as conn:
+            report = await projection_status(conn, list(services.projections))
+        behind = [
+            p["name"]
+            for p in report
+            if p["state"] == "stopped" or (p["lag_seconds"] or 0) > LAG_DEGRADED_SECONDS
+        ]
+        return ComponentHealth(
+            status="degraded" if behind else "ok",
+            detail={"projections": report, "behind": behind},
+        )
+
+    return {"postgres": postgres, "redis": redis, "kafka": kafka, "projections": projections}
+
+
+def rebuild_starter(services: Services) -> Any:
+    async def start(name: str) -> None:
+        projection = services.projections.get(name)
+        if projection is None:
+            raise UnknownProjection(name)
+        running = services.rebuilds.get(name)
+        if running is not None and not running.done():
+            raise RebuildRefused(f"{name} is being rebuilt already")
+
+        async def run() -> int:
+            try:
+                return await rebuild(services.pool, projection)
+            except RebuildInProgress as exc:
+                log.warning("rebuild refused", extra={"projection": name, "error": str(exc)})
+                return 0
+            except Exception:
+                log.exception("rebuild failed", extra={"projection": name})
+                raise
+
+        services.rebuilds[name] = asyncio.create_task(run(), name=f"rebuild-{name}")
+
+    return start
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -84,9 +188,21 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def build_app(services: Services) -> Starlette:
+    async def refresh(user_id: str) -> dict[str, Any] | None:
+        return await refresh_user(services.pool, services.redis, services.genres, user_id)
+
+    queries = QueryServices(
+        pool=services.pool,
+        redis=services.redis,
+        probes=health_probes(services),
+        refresh_features=refresh,
+        projection_names=list(services.projections),
+        admin_token=services.settings.admin_token,
+    )
     routes = [
         *command_routes(services.committer),
-        *query_routes(services.pool, health_probes(services)),
+        *admin_command_routes(rebuild_starter(services), services.settings.admin_token),
+        *query_routes(queries),
         *docs_routes(openapi.build()),
     ]
     return Starlette(

@@ -13,9 +13,17 @@ from command_side.group_commit import GroupCommitter, Overloaded, StoreUnavailab
 from command_side.new_events import new_event
 from command_side.request_body import BadRequest, parse, read_json_body
 from schema.commands import ADAPTERS, BatchCommand, Command
-from schema.http import JSONResponse, error_response, unavailable
+from schema.http import Endpoint, JSONResponse, admin_only, error_response, unavailable
 
-Endpoint = Callable[[Request], Awaitable[Response]]
+StartRebuild = Callable[[str], Awaitable[None]]
+
+
+class UnknownProjection(KeyError):
+    pass
+
+
+class RebuildRefused(RuntimeError):
+    pass
 
 
 def _answer(result: AppendResult) -> dict[str, object]:
@@ -108,4 +116,24 @@ def command_routes(committer: GroupCommitter) -> list[Route]:
         ),
         Route("/api/v1/events/batch", batch_endpoint(committer), methods=["POST"]),
         Route("/api/v1/feedback", single_command_endpoint("feedback", committer), methods=["POST"]),
+    ]
+
+
+def admin_command_routes(start_rebuild: StartRebuild, admin_token: str | None) -> list[Route]:
+    async def rebuild(request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            await start_rebuild(name)
+        except UnknownProjection:
+            return error_response(404, "not_found", f"no projection named {name!r}")
+        except RebuildRefused as exc:
+            return error_response(409, "conflict", str(exc))
+        return JSONResponse({"name": name, "state": "rebuilding"}, 202)
+
+    return [
+        Route(
+            "/api/v1/admin/projections/{name}/rebuild",
+            admin_only(rebuild, admin_token),
+            methods=["POST"],
+        )
     ]

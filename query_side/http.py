@@ -1,23 +1,48 @@
-"""Read endpoints: health and the user's event stream."""
+"""Read endpoints: features, popular, user streams, health, projection status."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
+import redis.asyncio as aioredis
 from pydantic import TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from projections.status import projection_status
 from query_side import health
+from query_side.features import read_features
+from query_side.popular import popular
 from query_side.user_events import read_stream_page
 from schema.commands import Identifier
-from schema.http import JSONResponse, error_response, unavailable
+from schema.http import JSONResponse, admin_only, error_response, unavailable
 from schema.responses import UserEvents
 
 _IDENTIFIER: TypeAdapter[str] = TypeAdapter(Identifier)
 _STORE_DOWN = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+
+Refresh = Callable[[str], Awaitable[dict[str, Any] | None]]
+
+
+@dataclass(frozen=True)
+class QueryServices:
+    pool: asyncpg.Pool
+    redis: aioredis.Redis
+    probes: Mapping[str, health.Probe]
+    refresh_features: Refresh
+    projection_names: list[str]
+    admin_token: str | None
+
+
+class BadQuery(Exception):
+    def __init__(self, where: str, name: str, msg: str) -> None:
+        super().__init__(msg)
+        self.loc = [where, name]
+        self.msg = msg
 
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -29,45 +54,43 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     except ValueError:
         value = low - 1
     if not low <= value <= high:
-        raise ValueError(f"{name} must be an integer from {low} to {high}")
+        raise BadQuery("query", name, f"{name} must be an integer from {low} to {high}")
     return value
 
 
-def _query_error(name: str, msg: str) -> Response:
-    return error_response(
-        422, "validation_error", [{"loc": ["query", name], "msg": msg, "type": "value_error"}]
-    )
+def _user_id(request: Request) -> str:
+    user_id: str = request.path_params["user_id"]
+    try:
+        _IDENTIFIER.validate_python(user_id)
+    except ValidationError:
+        raise BadQuery("path", "user_id", "1-64 characters from [A-Za-z0-9_.:-]") from None
+    return user_id
 
 
-def query_routes(pool: asyncpg.Pool, probes: Mapping[str, health.Probe]) -> list[Route]:
-    async def user_events(request: Request) -> Response:
-        user_id = request.path_params["user_id"]
+def _answering(
+    handler: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
         try:
-            _IDENTIFIER.validate_python(user_id)
-        except ValidationError:
+            return await handler(request)
+        except BadQuery as exc:
             return error_response(
-                422,
-                "validation_error",
-                [
-                    {
-                        "loc": ["path", "user_id"],
-                        "msg": "1-64 characters from [A-Za-z0-9_.:-]",
-                        "type": "string_pattern_mismatch",
-                    }
-                ],
+                422, "validation_error", [{"loc": exc.loc, "msg": exc.msg, "type": "value_error"}]
             )
-        try:
-            after = _int_param(request, "after", 0, 0, 2**31 - 1)
-        except ValueError as exc:
-            return _query_error("after", str(exc))
-        try:
-            limit = _int_param(request, "limit", 100, 1, 1000)
-        except ValueError as exc:
-            return _query_error("limit", str(exc))
-        try:
-            page = await read_stream_page(pool, user_id, after, limit)
         except _STORE_DOWN as exc:
-            return unavailable(f"event store unavailable: {exc}")
+            return unavailable(f"store unavailable: {exc}")
+
+    return endpoint
+
+
+def query_routes(services: QueryServices) -> list[Route]:
+    pool = services.pool
+
+    async def user_events(request: Request) -> Response:
+        user_id = _user_id(request)
+        after = _int_param(request, "after", 0, 0, 2**31 - 1)
+        limit = _int_param(request, "limit", 100, 1, 1000)
+        page = await read_stream_page(pool, user_id, after, limit)
         if page is None:
             return error_response(404, "not_found", f"user {user_id} has no events")
         next_after = page[-1]["stream_version"] if len(page) == limit else None
@@ -76,19 +99,51 @@ def query_routes(pool: asyncpg.Pool, probes: Mapping[str, health.Probe]) -> list
         )
         return JSONResponse(body)
 
+    async def features(request: Request) -> Response:
+        user_id = _user_id(request)
+        document = await read_features(pool, services.redis, user_id)
+        if document is None:
+            return error_response(404, "not_found", f"no features for user {user_id}")
+        return JSONResponse(document)
+
+    async def refresh(request: Request) -> Response:
+        user_id = _user_id(request)
+        document = await services.refresh_features(user_id)
+        if document is None:
+            return error_response(404, "not_found", f"user {user_id} has no events")
+        return JSONResponse(document)
+
+    async def trending(request: Request) -> Response:
+        limit = _int_param(request, "limit", 10, 1, 100)
+        genre = request.query_params.get("genre") or None
+        items = await popular(pool, genre, limit)
+        return JSONResponse({"genre": genre, "items": items})
+
+    async def projections(request: Request) -> Response:
+        async with pool.acquire() as conn:
+            report = await projection_status(conn, services.projection_names)
+        return JSONResponse({"projections": report})
+
     async def live(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def ready(request: Request) -> Response:
-        report = await health.check({"postgres": probes["postgres"]})
+        report = await health.check({"postgres": services.probes["postgres"]})
         return JSONResponse(report, 200 if report.status != "down" else 503)
 
     async def full_health(request: Request) -> Response:
-        report = await health.check(probes)
+        report = await health.check(services.probes)
         return JSONResponse(report, 200 if report.status != "down" else 503)
 
+    admin = services.admin_token
     return [
-        Route("/api/v1/users/{user_id}/events", user_events, methods=["GET"]),
+        Route("/api/v1/users/{user_id}/events", _answering(user_events), methods=["GET"]),
+        Route("/api/v1/features/{user_id}", _answering(features), methods=["GET"]),
+        Route("/api/v1/features/{user_id}/refresh", _answering(refresh), methods=["POST"]),
+        Route("/api/v1/popular", _answering(trending), methods=["GET"]),
+        Route(
+            "/api/v1/admin/projections", admin_only(_answering(projections), admin), methods=["GET"]
+        ),
         Route("/api/v1/health/live", live, methods=["GET"]),
         Route("/api/v1/health/ready", ready, methods=["GET"]),
         Route("/api/v1/health", full_health, methods=["GET"]),

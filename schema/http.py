@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import hmac
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
 from pydantic import BaseModel
+from starlette.requests import Request
 from starlette.responses import Response
+
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class JSONResponse(Response):
@@ -31,3 +35,26 @@ def error_response(
 
 def unavailable(detail: str) -> JSONResponse:
     return error_response(503, "unavailable", detail, headers={"Retry-After": "1"})
+
+
+def admin_only(endpoint: Endpoint, token: str | None) -> Endpoint:
+    """Bearer-token guard: 401 without credentials, 403 when wrong or when no token is set."""
+
+    async def guarded(request: Request) -> Response:
+        if token is None:
+            return error_response(
+                403, "forbidden", "admin endpoints are disabled: ADMIN_TOKEN is not set"
+            )
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            return error_response(
+                401,
+                "unauthorized",
+                "Authorization: Bearer <ADMIN_TOKEN> required",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return error_response(403, "forbidden", "wrong admin token")
+        return await endpoint(request)
+
+    return guarded

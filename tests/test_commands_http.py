@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 from uuid import uuid4
 
@@ -232,7 +233,7 @@ async def test_store_unreachable_is_a_503_with_retry_after(services: Services) -
     committer = GroupCommitter(dead)
     committer.start()
     try:
-        broken = Services(services.settings, dead, services.redis, committer)
+        broken = dataclasses.replace(services, pool=dead, committer=committer)
         transport = httpx.ASGITransport(app=build_app(broken))
         async with httpx.AsyncClient(transport=transport, base_url="http://c") as http:
             answer = await http.post("/api/v1/events/watch", json=WATCH)
@@ -260,7 +261,7 @@ async def test_concurrent_retries_of_one_event_store_it_once(
         clients = [
             httpx.AsyncClient(
                 transport=httpx.ASGITransport(
-                    app=build_app(Services(services.settings, p, services.redis, c))
+                    app=build_app(dataclasses.replace(services, pool=p, committer=c))
                 ),
                 base_url="http://c",
             )

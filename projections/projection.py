@@ -1,0 +1,44 @@
+"""What a projection is: a name, the tables it owns, and how it applies a batch of events."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import asyncpg
+
+from projections.store_feed import StoredRecord
+from schema import events
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    records: Sequence[StoredRecord]
+    events: Sequence[events.InteractionEvent]
+
+
+@dataclass
+class Changes:
+    """What a batch changed, handed to `after_commit` once the transaction is durable."""
+
+    documents: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class Projection(Protocol):
+    name: str
+    tables: tuple[str, ...]
+
+    async def apply(
+        self, conn: asyncpg.Connection, batch: Batch, tables: Mapping[str, str]
+    ) -> Changes:
+        """Write the batch's effects inside the caller's transaction."""
+        ...
+
+    async def after_commit(self, changes: Changes) -> None:
+        """Side effects outside PostgreSQL (caches, topics), only for the live tables."""
+        ...
+
+    async def after_swap(self) -> None:
+        """A rebuilt table replaced the live one: drop anything derived from the old one."""
+        ...

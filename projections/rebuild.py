@@ -1,0 +1,160 @@
+"""Rebuilding a read model by replay, beside the live one, then swapping it in.
+
+1. Shadow tables `<table>__rebuild` are created like the live ones.
+2. The whole store is replayed into them from position 0, in large batches, while the
+   live projector keeps serving and following new events.
+3. Once the shadow has nearly caught up, one transaction takes the projection's lock
+   (the live projector waits), applies the last events, renames the shadow tables over
+   the live ones and moves the live checkpoint to the shadow's. Readers see either the
+   old table or the new one, never a half-built one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import asyncpg
+
+from projections.projection import Changes, Projection
+from projections.runner import (
+    ENSURE_CHECKPOINT_SQL,
+    Target,
+    apply_next_batch,
+    load_checkpoint,
+    lock_projection,
+)
+
+log = logging.getLogger("cinemate.projections")
+
+Progress = Callable[[int, int], None]  # (events applied so far, events in the store)
+CATCH_UP_MARGIN = 2000
+
+
+class RebuildInProgress(RuntimeError):
+    pass
+
+
+async def store_size(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM interaction_events"))
+
+
+async def remaining(conn: asyncpg.Connection, target: Target) -> int:
+    checkpoint = await load_checkpoint(conn, target.checkpoint)
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM interaction_events"
+            " WHERE (tx_id, position) > ($1::text::xid8, $2)",
+            str(checkpoint.tx_id),
+            checkpoint.position,
+        )
+    )
+
+
+async def _begin(conn: asyncpg.Connection, projection: Projection, shadow: Target) -> None:
+    async with conn.transaction():
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"rebuild:{projection.name}"
+        )
+        state = await conn.fetchval(
+            "SELECT state FROM projection_checkpoints WHERE name = $1 "
+            "AND heartbeat_at > now() - interval '30 seconds'",
+            shadow.checkpoint,
+        )
+        if state == "rebuilding":
+            raise RebuildInProgress(f"{projection.name} is being rebuilt already")
+        for live, table in shadow.tables.items():
+            await conn.execute(f"DROP TABLE IF EXISTS {table}")
+            await conn.execute(f"CREATE TABLE {table} (LIKE {live} INCLUDING ALL)")
+        await conn.execute("DELETE FROM projection_checkpoints WHERE name = $1", shadow.checkpoint)
+        await conn.execute(ENSURE_CHECKPOINT_SQL, shadow.checkpoint, "rebuilding")
+        await conn.execute(ENSURE_CHECKPOINT_SQL, projection.name, "running")
+        await conn.execute(
+            "UPDATE projection_checkpoints SET state = 'rebuilding' WHERE name = $1",
+            projection.name,
+        )
+
+
+async def _swap(conn: asyncpg.Connection, projection: Projection, shadow: Target) -> int:
+    applied = 0
+    async with conn.transaction():
+        await lock_projection(conn, projection.name)
+        while True:
+            count, _ = await apply_next_batch(conn, projection, shadow, 5000)
+            applied += count
+            if not count:
+                break
+        for live, table in shadow.tables.items():
+            await conn.execute(f"ALTER TABLE {live} RENAME TO {live}__old")
+            await conn.execute(f"ALTER TABLE {table} RENAME TO {live}")
+            await conn.execute(f"DROP TABLE {live}__old")
+        await conn.execute(
+            """
+            UPDATE projection_checkpoints AS live
+            SET tx_id = s.tx_id, position = s.position, state = 'running',
+                updated_at = now(), heartbeat_at = now()
+            FROM projection_checkpoints AS s
+            WHERE live.name = $1 AND s.name = $2
+            """,
+            projection.name,
+            shadow.checkpoint,
+        )
+        await conn.execute("DELETE FROM projection_checkpoints WHERE name = $1", shadow.checkpoint)
+    return applied
+
+
+async def rebuild(
+    pool: asyncpg.Pool,
+    projection: Projection,
+    *,
+    batch_size: int = 5000,
+    progress: Progress | None = None,
+) -> int:
+    """Replay the whole store into a fresh copy of the projection's tables and swap it in.
+
+    Returns how many events were applied.
+    """
+    shadow = Target.shadow_of(projection)
+    applied = 0
+    async with pool.acquire() as conn:
+        await _begin(conn, projection, shadow)
+        try:
+            total = await store_size(conn)
+            while True:
+                async with conn.transaction():
+                    count, _ = await apply_next_batch(conn, projection, shadow, batch_size)
+                    await conn.execute(
+                        "UPDATE projection_checkpoints SET heartbeat_at = now() WHERE name = $1",
+                        shadow.checkpoint,
+                    )
+                applied += count
+                if progress is not None:
+                    progress(applied, max(total, applied))
+                if count < batch_size and await remaining(conn, shadow) < CATCH_UP_MARGIN:
+                    break
+            applied += await _swap(conn, projection, shadow)
+        except BaseException:
+            await _abandon(conn, projection, shadow)
+            raise
+    await projection.after_swap()
+    await projection.after_commit(Changes())
+    if progress is not None:
+        progress(applied, applied)
+    log.info("rebuilt projection", extra={"projection": projection.name, "events": applied})
+    return applied
+
+
+async def _abandon(conn: asyncpg.Connection, projection: Projection, shadow: Target) -> None:
+    try:
+        async with conn.transaction():
+            for table in shadow.tables.values():
+                await conn.execute(f"DROP TABLE IF EXISTS {table}")
+            await conn.execute(
+                "DELETE FROM projection_checkpoints WHERE name = $1", shadow.checkpoint
+            )
+            await conn.execute(
+                "UPDATE projection_checkpoints SET state = 'running' WHERE name = $1",
+                projection.name,
+            )
+    except Exception as exc:
+        log.warning("could not clean up an abandoned rebuild", extra={"error": repr(exc)})

@@ -1,0 +1,132 @@
+"""The projections without caches: item statistics, the audit trail, model feedback."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import asyncpg
+
+from projections import item_stats_fold
+from projections.projection import Batch, Changes
+from schema import events
+
+ITEM_UPSERT_SQL = """
+INSERT INTO {table} AS s (movie_id, interactions, score, score_at, trend_key)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::float8[], $4::float8[], $5::float8[])
+ON CONFLICT (movie_id) DO UPDATE
+SET interactions = excluded.interactions, score = excluded.score,
+    score_at = excluded.score_at, trend_key = excluded.trend_key
+"""
+
+AUDIT_STORED_SQL = """
+INSERT INTO {table} (event_id, stage, projection, position, user_id, event_type, at)
+SELECT e, 'stored', '', p, u, t, r
+FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[]) AS x(e, p, u, t, r)
+ON CONFLICT DO NOTHING
+"""
+
+FEEDBACK_SQL = """
+INSERT INTO {table} (event_id, position, recommendation_id, user_id, movie_id, action, rank,
+                     model_version, strategy, shown, occurred_at)
+SELECT x.e, x.p, x.rid, x.u, x.m, x.a, x.rk, r.model_version, r.strategy,
+       COALESCE(x.m = ANY(r.items), false), x.o
+FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::integer[], $8::timestamptz[]) AS x(e, p, rid, u, m, a, rk, o)
+LEFT JOIN recommendations AS r ON r.recommendation_id = x.rid
+ON CONFLICT (event_id) DO NOTHING
+"""
+
+
+class NoSideEffects:
+    async def after_commit(self, changes: Changes) -> None:
+        return None
+
+    async def after_swap(self) -> None:
+        return None
+
+
+class ItemStatsProjection(NoSideEffects):
+    name = "item_stats"
+    tables: tuple[str, ...] = ("item_stats",)
+
+    async def apply(
+        self, conn: asyncpg.Connection, batch: Batch, tables: Mapping[str, str]
+    ) -> Changes:
+        table = tables["item_stats"]
+        touched = [
+            (movie, event)
+            for event in batch.events
+            if (movie := item_stats_fold.movie_of(event)) is not None
+        ]
+        if not touched:
+            return Changes()
+        movies = sorted({m for m, _ in touched})
+        rows = await conn.fetch(
+            f"SELECT movie_id, interactions, score, score_at FROM {table} "
+            "WHERE movie_id = ANY($1::text[])",
+            movies,
+        )
+        stats = {r["movie_id"]: dict(r) for r in rows}
+        for movie, event in touched:
+            current = stats.get(movie) or item_stats_fold.empty_stats(movie)
+            stats[movie] = item_stats_fold.apply(current, event)
+        await conn.execute(
+            ITEM_UPSERT_SQL.format(table=table),
+            movies,
+            [stats[m]["interactions"] for m in movies],
+            [stats[m]["score"] for m in movies],
+            [stats[m]["score_at"] for m in movies],
+            [item_stats_fold.trend_key(stats[m]["score"], stats[m]["score_at"]) for m in movies],
+        )
+        return Changes()
+
+
+class AuditProjection(NoSideEffects):
+    """Each event's trail starts with "stored"; the projector adds one "projected" per
+    projection, the Kafka relay "published", consumers "dead_lettered"."""
+
+    name = "audit"
+    tables: tuple[str, ...] = ("audit_events",)
+
+    async def apply(
+        self, conn: asyncpg.Connection, batch: Batch, tables: Mapping[str, str]
+    ) -> Changes:
+        records = batch.records
+        await conn.execute(
+            AUDIT_STORED_SQL.format(table=tables["audit_events"]),
+            [r.event_id for r in records],
+            [r.position for r in records],
+            [r.user_id for r in records],
+            [r.event_type for r in records],
+            [r.recorded_at for r in records],
+        )
+        return Changes()
+
+
+class ModelFeedbackProjection(NoSideEffects):
+    """Feedback joined to what the recommendation showed and which model made it."""
+
+    name = "model_feedback"
+    tables: tuple[str, ...] = ("model_feedback",)
+
+    async def apply(
+        self, conn: asyncpg.Connection, batch: Batch, tables: Mapping[str, str]
+    ) -> Changes:
+        pairs = [
+            (record, event)
+            for record, event in zip(batch.records, batch.events, strict=True)
+            if isinstance(event, events.FeedbackGiven)
+        ]
+        if pairs:
+            await conn.execute(
+                FEEDBACK_SQL.format(table=tables["model_feedback"]),
+                [r.event_id for r, _ in pairs],
+                [r.position for r, _ in pairs],
+                [e.recommendation_id for _, e in pairs],
+                [r.user_id for r, _ in pairs],
+                [e.movie_id for _, e in pairs],
+                [e.action for _, e in pairs],
+                [e.rank for _, e in pairs],
+                [e.timestamp for _, e in pairs],
+            )
+        return Changes()

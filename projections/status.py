@@ -1,0 +1,54 @@
+"""Where each projection stands: position, lag in events and seconds, state."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+STALE_AFTER_SECONDS = 15.0
+
+STATUS_SQL = """
+SELECT c.name, c.position, c.state, c.heartbeat_at,
+       (SELECT count(*) FROM interaction_events AS e
+        WHERE (e.tx_id, e.position) > (c.tx_id, c.position)) AS lag_events,
+       (SELECT e.recorded_at FROM interaction_events AS e
+        WHERE (e.tx_id, e.position) > (c.tx_id, c.position)
+        ORDER BY e.tx_id, e.position LIMIT 1) AS oldest_pending
+FROM projection_checkpoints AS c
+WHERE c.name = ANY($1::text[])
+"""
+
+
+async def projection_status(conn: asyncpg.Connection, names: list[str]) -> list[dict[str, Any]]:
+    rows = {r["name"]: r for r in await conn.fetch(STATUS_SQL, names)}
+    now = datetime.now(UTC)
+    report = []
+    for name in names:
+        row = rows.get(name)
+        if row is None:
+            report.append(
+                {
+                    "name": name,
+                    "position": 0,
+                    "lag_events": None,
+                    "lag_seconds": None,
+                    "state": "stopped",
+                }
+            )
+            continue
+        state = row["state"]
+        if (now - row["heartbeat_at"]).total_seconds() > STALE_AFTER_SECONDS and state == "running":
+            state = "stopped"
+        pending = row["oldest_pending"]
+        report.append(
+            {
+                "name": name,
+                "position": row["position"],
+                "lag_events": row["lag_events"],
+                "lag_seconds": round((now - pending).total_seconds(), 3) if pending else 0.0,
+                "state": state,
+            }
+        )
+    return report

@@ -1,0 +1,153 @@
+"""The user_features fold: pure functions from (state, event) to state, and state to document.
+
+The state keeps the running sums the document needs (progress sum, rating sum, genre
+weights, per-movie history); the document is what clients read. Events at or below the
+state's stream version are ignored, which makes redelivery and overlapping refreshes
+harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from schema import events
+
+RECENT_MOVIES = 50
+RECENT_SEARCHES = 10
+TOP_GENRES = 5
+COMPLETED = 0.9
+EVENT_TYPES = ("watch", "search", "rating", "favorite", "feedback")
+
+State = dict[str, Any]
+GenresOf = Callable[[str], Sequence[str]]
+
+
+def empty_state(user_id: str) -> State:
+    return {
+        "user_id": user_id,
+        "stream_version": 0,
+        "position": 0,
+        "counts": dict.fromkeys(EVENT_TYPES, 0),
+        "watch_seconds": 0,
+        "progress_sum": 0.0,
+        "completed": 0,
+        "rating_sum": 0.0,
+        "favorites": [],
+        "recent_movies": [],
+        "recent_searches": [],
+        "genre_weights": {},
+        "items": {},
+        "first_event_at": None,
+        "last_event_at": None,
+    }
+
+
+def _to_front(items: list[str], value: str, limit: int | None = None) -> list[str]:
+    updated = [value, *(v for v in items if v != value)]
+    return updated[:limit] if limit else updated
+
+
+def _add_genres(state: State, genres_of: GenresOf, movie_id: str, weight: float) -> None:
+    if not weight:
+        return
+    weights = state["genre_weights"]
+    for genre in genres_of(movie_id):
+        weights[genre] = weights.get(genre, 0.0) + weight
+
+
+def _item(state: State, movie_id: str) -> dict[str, Any]:
+    item: dict[str, Any] = state["items"].setdefault(movie_id, {})
+    return item
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def apply(
+    state: State, event: events.InteractionEvent, position: int, genres_of: GenresOf
+) -> State:
+    """Fold one event into the state (mutating and returning it)."""
+    if event.originator_version <= state["stream_version"]:
+        return state
+    kind = event.event_type
+    state["counts"][kind] += 1
+    at = _iso(event.timestamp)
+    if state["first_event_at"] is None or at < state["first_event_at"]:
+        state["first_event_at"] = at
+    if state["last_event_at"] is None or at > state["last_event_at"]:
+        state["last_event_at"] = at
+    movie_id: str | None = None
+    if isinstance(event, events.Watched):
+        movie_id = event.movie_id
+        state["watch_seconds"] += event.watched_seconds or 0
+        state["progress_sum"] += event.progress
+        if event.progress >= COMPLETED:
+            state["completed"] += 1
+        item = _item(state, movie_id)
+        item["progress"] = max(item.get("progress", 0.0), event.progress)
+        _add_genres(state, genres_of, movie_id, event.progress)
+    elif isinstance(event, events.Rated):
+        movie_id = event.movie_id
+        state["rating_sum"] += event.rating
+        _item(state, movie_id)["rating"] = event.rating
+        _add_genres(state, genres_of, movie_id, event.rating / 5.0)
+    elif isinstance(event, events.Favorited):
+        movie_id = event.movie_id
+        added = event.action == "add"
+        favorites = [m for m in state["favorites"] if m != movie_id]
+        state["favorites"] = [movie_id, *favorites] if added else favorites
+        _item(state, movie_id)["favorite"] = added
+        _add_genres(state, genres_of, movie_id, 1.0 if added else -1.0)
+    elif isinstance(event, events.Searched):
+        state["recent_searches"] = _to_front(state["recent_searches"], event.query, RECENT_SEARCHES)
+        if event.clicked_movie_id:
+            movie_id = event.clicked_movie_id
+            _add_genres(state, genres_of, movie_id, 0.5)
+    elif isinstance(event, events.FeedbackGiven):
+        movie_id = event.movie_id
+        _item(state, movie_id)["feedback"] = event.action
+    if movie_id is not None:
+        state["recent_movies"] = _to_front(state["recent_movies"], movie_id, RECENT_MOVIES)
+        _item(state, movie_id)["at"] = at
+    state["stream_version"] = event.originator_version
+    state["position"] = position
+    return state
+
+
+def top_genres(weights: Mapping[str, float], limit: int = TOP_GENRES) -> list[dict[str, Any]]:
+    positive = {g: w for g, w in weights.items() if w > 0}
+    total = sum(positive.values())
+    ranked = sorted(positive.items(), key=lambda gw: (-gw[1], gw[0]))[:limit]
+    return [{"genre": g, "weight": round(w / total, 4)} for g, w in ranked]
+
+
+def document(state: State, updated_at: datetime) -> dict[str, Any]:
+    """The feature document clients read (and that goes to processed_features)."""
+    counts = state["counts"]
+    watches, ratings = counts["watch"], counts["rating"]
+    return {
+        "user_id": state["user_id"],
+        "stream_version": state["stream_version"],
+        "position": state["position"],
+        "event_counts": dict(counts),
+        "watch": {
+            "count": watches,
+            "total_seconds": state["watch_seconds"],
+            "mean_progress": round(state["progress_sum"] / watches, 4) if watches else 0.0,
+            "completed_count": state["completed"],
+        },
+        "ratings": {
+            "count": ratings,
+            "mean": round(state["rating_sum"] / ratings, 4) if ratings else None,
+        },
+        "favorites": list(state["favorites"]),
+        "recent_movies": list(state["recent_movies"]),
+        "top_genres": top_genres(state["genre_weights"]),
+        "recent_searches": list(state["recent_searches"]),
+        "first_event_at": state["first_event_at"],
+        "last_event_at": state["last_event_at"],
+        "updated_at": _iso(updated_at),
+    }
