@@ -86,7 +86,9 @@ def start_projectors(services: Services) -> None:
     listener = StoreListener(database.asyncpg_dsn(services.database_url))
     services.tasks.append(asyncio.create_task(listener.run(), name="store-listener"))
     for projection in services.projections.values():
-        projector = Projector(services.pool, projection)
+        projector = Projector(
+            services.pool, projection, batch_size=services.settings.projection_batch_size
+        )
         services.tasks.append(
             asyncio.create_task(
                 projector.run(listener.subscribe()), name=f"project-{projection.name}"

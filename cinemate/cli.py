@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import socket
 import sys
+import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 
@@ -51,6 +53,64 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
         await asyncio.to_thread(infra.stop)
 
 
+async def _worker(settings: Settings) -> None:
+    """Projections only: follow the store until SIGTERM/SIGINT."""
+    from cinemate.app import open_services
+
+    infra = await asyncio.to_thread(Infrastructure.start, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with AsyncExitStack() as stack:
+            services = await open_services(
+                settings, infra.database_url, infra.redis_url, stack, run_projections=True
+            )
+            log.info("projecting", extra={"projections": list(services.projections)})
+            await stop.wait()
+    finally:
+        await asyncio.to_thread(infra.stop)
+
+
+async def _replay(settings: Settings, names: list[str]) -> None:
+    from tqdm import tqdm
+
+    from cinemate.app import open_services
+    from projections.rebuild import rebuild
+
+    infra = await asyncio.to_thread(Infrastructure.start, settings)
+    try:
+        async with AsyncExitStack() as stack:
+            services = await open_services(
+                settings, infra.database_url, infra.redis_url, stack, run_projections=False
+            )
+            unknown = sorted(set(names) - set(services.projections))
+            if unknown:
+                raise SystemExit(
+                    f"cinemate: unknown projection(s) {', '.join(unknown)}; "
+                    f"known: {', '.join(services.projections)}"
+                )
+            for name in names or list(services.projections):
+                with tqdm(desc=f"replay {name}", unit="ev", unit_scale=True) as bar:
+
+                    def show(done: int, total: int, bar: tqdm = bar) -> None:
+                        bar.total = total
+                        bar.update(done - bar.n)
+
+                    started = time.perf_counter()
+                    applied = await rebuild(
+                        services.pool, services.projections[name], progress=show
+                    )
+                seconds = time.perf_counter() - started
+                print(
+                    f"{name}: {applied} events in {seconds:.1f} s "
+                    f"({applied / max(seconds, 1e-9):,.0f} events/s), swapped in"
+                )
+    finally:
+        await asyncio.to_thread(infra.stop)
+
+
 async def _migrate(settings: Settings) -> None:
     infra = await asyncio.to_thread(Infrastructure.start, settings)
     try:
@@ -87,6 +147,27 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
     sub.add_parser("migrate", help="apply database migrations and exit")
+    sub.add_parser(
+        "worker",
+        help="run the projections only (no HTTP), following the event store",
+        description="Run every projection, following the event store, until SIGTERM. "
+        "Safe beside `cinemate serve` and other workers: each batch holds its "
+        "projection's lock, so they take turns.",
+    )
+    replay = sub.add_parser(
+        "replay",
+        aliases=["rebuild"],
+        help="rebuild read models by replaying the event store, then swap them in",
+        description="Replay the whole event store into fresh copies of the read-model "
+        "tables and swap them in atomically once caught up. A running service keeps "
+        "answering meanwhile.",
+    )
+    replay.add_argument(
+        "projections",
+        nargs="*",
+        metavar="PROJECTION",
+        help="user_features, item_stats, audit, model_feedback (default: all)",
+    )
     return top
 
 
@@ -102,6 +183,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             _run(_serve(settings, args.host, args.port))
         elif args.command == "migrate":
             _run(_migrate(settings))
+        elif args.command == "worker":
+            _run(_worker(settings))
+        elif args.command in ("replay", "rebuild"):
+            _run(_replay(settings, args.projections))
     except EmbeddedServerError as exc:
         sys.exit(f"cinemate: {exc}")
     except KeyboardInterrupt:

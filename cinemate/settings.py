@@ -39,6 +39,7 @@ class Settings:
     log_level: str
     group_commit_concurrency: int
     max_pending_events: int
+    projection_batch_size: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -57,4 +58,5 @@ class Settings:
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
             group_commit_concurrency=int(env.get("CINEMATE_COMMIT_CONCURRENCY") or 2),
             max_pending_events=int(env.get("CINEMATE_MAX_PENDING_EVENTS") or 50_000),
+            projection_batch_size=int(env.get("CINEMATE_PROJECTION_BATCH") or 1000),
         )

@@ -1,0 +1,138 @@
+"""Shared by the projection tests: random traffic, waiting for projections, snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+import asyncpg
+import orjson
+
+from command_side.group_commit import GroupCommitter
+from command_side.new_events import new_event
+from projections.status import projection_status
+from schema.commands import (
+    Command,
+    FavoriteCommand,
+    FeedbackCommand,
+    RatingCommand,
+    SearchCommand,
+    WatchCommand,
+)
+
+PROJECTIONS = ["user_features", "item_stats", "audit", "model_feedback"]
+GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi"]
+
+
+async def add_catalog(conn: asyncpg.Connection, movies: int = 80) -> None:
+    rng = random.Random(7)
+    await conn.executemany(
+        "INSERT INTO movies (movie_id, title, genres) VALUES ($1, $2, $3)",
+        [(f"m{i}", f"Movie {i}", rng.sample(GENRES, 2)) for i in range(movies)],
+    )
+
+
+def random_command(rng: random.Random, users: int, movies: int = 80) -> Command:
+    user = f"user{rng.randrange(users)}"
+    movie = f"m{rng.randrange(movies)}"
+    kind = rng.random()
+    if kind < 0.35:
+        return WatchCommand(
+            user_id=user,
+            movie_id=movie,
+            progress=round(rng.random(), 3),
+            watched_seconds=rng.randrange(7200),
+        )
+    if kind < 0.6:
+        return RatingCommand(user_id=user, movie_id=movie, rating=rng.randrange(1, 11) / 2)
+    if kind < 0.75:
+        return FavoriteCommand(user_id=user, movie_id=movie, action=rng.choice(["add", "remove"]))
+    if kind < 0.9:
+        return SearchCommand(
+            user_id=user,
+            query=rng.choice(["star", "love", "space", "cat"]),
+            clicked_movie_id=rng.choice([None, movie]),
+        )
+    return FeedbackCommand(
+        user_id=user,
+        movie_id=movie,
+        recommendation_id=f"r{rng.randrange(20)}",
+        action=rng.choice(["click", "like", "dismiss"]),
+        rank=rng.randrange(1, 11),
+    )
+
+
+async def append_random(
+    committer: GroupCommitter, total: int, users: int, seed: int = 1, writers: int = 8
+) -> int:
+    """Append `total` random events from concurrent writers in small groups."""
+    per_writer = total // writers
+
+    async def writer(index: int) -> None:
+        rng = random.Random(seed * 1000 + index)
+        left = per_writer
+        while left:
+            size = min(left, rng.choice([1, 2, 5, 20]))
+            results = await committer.append(
+                [new_event(random_command(rng, users)) for _ in range(size)]
+            )
+            assert all(r.outcome == "accepted" for r in results)
+            left -= size
+
+    await asyncio.gather(*(writer(i) for i in range(writers)))
+    return per_writer * writers
+
+
+async def wait_caught_up(
+    pool: asyncpg.Pool, names: list[str] = PROJECTIONS, timeout: float = 120
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        async with pool.acquire() as conn:
+            report = await projection_status(conn, names)
+        if all(p["lag_events"] == 0 and p["state"] == "running" for p in report):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"projections did not catch up: {report}")
+
+
+async def snapshot(conn: asyncpg.Connection) -> dict[str, Any]:
+    """Every read-model row, minus wall-clock fields that differ between runs."""
+    features = []
+    for row in await conn.fetch(
+        "SELECT user_id, stream_version, position, state::text, doc::text FROM user_features "
+        "ORDER BY user_id"
+    ):
+        doc = orjson.loads(row["doc"])
+        doc.pop("updated_at")
+        features.append(
+            (
+                row["user_id"],
+                row["stream_version"],
+                row["position"],
+                orjson.loads(row["state"]),
+                doc,
+            )
+        )
+    items = [
+        tuple(r)
+        for r in await conn.fetch(
+            "SELECT movie_id, interactions, score, score_at, trend_key FROM item_stats ORDER BY 1"
+        )
+    ]
+    feedback = [tuple(r) for r in await conn.fetch("SELECT * FROM model_feedback ORDER BY 1")]
+    stored = [
+        tuple(r)
+        for r in await conn.fetch(
+            "SELECT event_id, position, user_id, event_type, at FROM audit_events "
+            "WHERE stage = 'stored' ORDER BY position"
+        )
+    ]
+    return {
+        "user_features": features,
+        "item_stats": items,
+        "model_feedback": feedback,
+        "audit": stored,
+    }

@@ -1,0 +1,212 @@
+"""Projections on the real PostgreSQL and Redis: incremental folds equal a full rebuild."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from cinemate.app import Services, build_app, open_services
+from cinemate.embedded import EmbeddedRedis
+from cinemate.settings import Settings
+from projections.rebuild import rebuild
+from tests.projection_helpers import (
+    PROJECTIONS,
+    add_catalog,
+    append_random,
+    random_command,
+    snapshot,
+    wait_caught_up,
+)
+
+ADMIN = {"Authorization": "Bearer s3cret"}
+
+
+async def test_incremental_read_models_equal_a_full_rebuild(
+    services: Services, db: asyncpg.Connection
+) -> None:
+    await add_catalog(db)
+    appended = await append_random(services.committer, total=4000, users=300)
+    await wait_caught_up(services.pool)
+    incremental = await snapshot(db)
+    assert len(incremental["audit"]) == appended
+    assert 250 < len(incremental["user_features"]) <= 300
+    for name in PROJECTIONS:
+        await rebuild(services.pool, services.projections[name])
+    rebuilt = await snapshot(db)
+    for name in incremental:
+        assert rebuilt[name] == incremental[name], name
+    interactions = await db.fetchval("SELECT sum(interactions) FROM item_stats")
+    with_movie = await db.fetchval(
+        "SELECT count(*) FROM interaction_events WHERE payload->>'movie_id' IS NOT NULL "
+        "OR payload->>'clicked_movie_id' IS NOT NULL"
+    )
+    assert interactions == with_movie
+
+
+async def test_features_are_served_and_refreshed(
+    client: httpx.AsyncClient, services: Services, db: asyncpg.Connection
+) -> None:
+    await add_catalog(db, movies=5)
+    assert (await client.get("/api/v1/features/fresh")).status_code == 404
+    for body in ({"movie_id": "m1", "progress": 0.95}, {"movie_id": "m2", "progress": 0.5}):
+        answer = await client.post("/api/v1/events/watch", json={"user_id": "fresh", **body})
+        assert answer.status_code == 202
+    await wait_caught_up(services.pool)
+    doc = (await client.get("/api/v1/features/fresh")).json()
+    assert doc["stream_version"] == 2
+    assert doc["watch"]["completed_count"] == 1
+    assert doc["recent_movies"] == ["m2", "m1"]
+    refreshed = await client.post("/api/v1/features/fresh/refresh")
+    assert refreshed.status_code == 200
+    assert {k: v for k, v in refreshed.json().items() if k != "updated_at"} == {
+        k: v for k, v in doc.items() if k != "updated_at"
+    }
+    assert (await client.post("/api/v1/features/ghost/refresh")).status_code == 404
+    assert (await client.get("/api/v1/features/bad%20id")).status_code == 422
+
+
+async def test_popular_is_trending_and_filters_by_genre(
+    client: httpx.AsyncClient, services: Services, db: asyncpg.Connection
+) -> None:
+    await db.execute(
+        "INSERT INTO movies (movie_id, title, genres) VALUES "
+        "('hit', 'Hit', '{Comedy}'), ('cult', 'Cult', '{Horror}'), ('flop', 'Flop', '{Comedy}')"
+    )
+    events = [
+        {"type": "favorite", "user_id": f"p{i}", "movie_id": "hit", "action": "add"}
+        for i in range(5)
+    ]
+    events += [
+        {"type": "rating", "user_id": "p1", "movie_id": "cult", "rating": 5},
+        {"type": "rating", "user_id": "p2", "movie_id": "flop", "rating": 1},
+    ]
+    assert (await client.post("/api/v1/events/batch", json={"events": events})).status_code == 202
+    await wait_caught_up(services.pool)
+    ranked = (await client.get("/api/v1/popular?limit=3")).json()["items"]
+    assert [i["movie_id"] for i in ranked] == ["hit", "cult", "flop"]
+    assert ranked[0]["title"] == "Hit" and ranked[0]["genres"] == ["Comedy"]
+    comedy = (await client.get("/api/v1/popular?genre=Comedy")).json()["items"]
+    assert [i["movie_id"] for i in comedy] == ["hit", "flop"]
+    assert (await client.get("/api/v1/popular?limit=0")).status_code == 422
+
+
+async def test_admin_projection_endpoints_need_the_token(
+    services: Services, db: asyncpg.Connection
+) -> None:
+    secured = dataclasses.replace(
+        services, settings=dataclasses.replace(services.settings, admin_token="s3cret")
+    )
+    transport = httpx.ASGITransport(app=build_app(secured))
+    async with httpx.AsyncClient(transport=transport, base_url="http://c") as http:
+        assert (await http.get("/api/v1/admin/projections")).status_code == 401
+        wrong = await http.get("/api/v1/admin/projections", headers={"Authorization": "Bearer x"})
+        assert wrong.status_code == 403
+        listing = await http.get("/api/v1/admin/projections", headers=ADMIN)
+        assert listing.status_code == 200
+        names = [p["name"] for p in listing.json()["projections"]]
+        assert names == PROJECTIONS
+        assert set(listing.json()["projections"][0]) == {
+            "name",
+            "position",
+            "lag_events",
+            "lag_seconds",
+            "state",
+        }
+        unknown = await http.post("/api/v1/admin/projections/nope/rebuild", headers=ADMIN)
+        assert unknown.status_code == 404
+    open_admin = httpx.ASGITransport(app=build_app(services))  # ADMIN_TOKEN unset
+    async with httpx.AsyncClient(transport=open_admin, base_url="http://c") as http:
+        refused = await http.get("/api/v1/admin/projections", headers=ADMIN)
+        assert refused.status_code == 403
+
+
+async def test_rebuild_while_reads_and_writes_go_on_answers_no_errors(
+    services: Services, db: asyncpg.Connection
+) -> None:
+    await add_catalog(db)
+    await append_random(services.committer, total=3000, users=200, seed=3)
+    secured = dataclasses.replace(
+        services, settings=dataclasses.replace(services.settings, admin_token="s3cret")
+    )
+    transport = httpx.ASGITransport(app=build_app(secured))
+    failures: list[str] = []
+    done = asyncio.Event()
+    rng = random.Random(5)
+
+    async def traffic(http: httpx.AsyncClient) -> int:
+        calls = 0
+        while not done.is_set():
+            command = random_command(rng, users=200)
+            body = command.model_dump(mode="json", exclude_none=True)
+            answers = [
+                await http.post("/api/v1/events/batch", json={"events": [body]}),
+                await http.get(f"/api/v1/features/user{rng.randrange(200)}"),
+                await http.get("/api/v1/popular"),
+                await http.get(f"/api/v1/users/user{rng.randrange(200)}/events?limit=5"),
+            ]
+            failures.extend(
+                f"{a.request.url} {a.status_code} {a.text[:200]}"
+                for a in answers
+                if a.status_code >= 400 and a.status_code != 404
+            )
+            calls += len(answers)
+        return calls
+
+    async with httpx.AsyncClient(transport=transport, base_url="http://c") as http:
+        workers = [asyncio.create_task(traffic(http)) for _ in range(4)]
+        await asyncio.sleep(0.3)
+        for name in ("user_features", "item_stats"):
+            started = await http.post(f"/api/v1/admin/projections/{name}/rebuild", headers=ADMIN)
+            assert started.status_code == 202, started.text
+            assert started.json() == {"name": name, "state": "rebuilding"}
+        await asyncio.gather(*secured.rebuilds.values())
+        await asyncio.sleep(0.3)
+        done.set()
+        calls = sum(await asyncio.gather(*workers))
+    assert calls > 100
+    assert failures == []
+    await wait_caught_up(services.pool)
+    live = await snapshot(db)
+    await rebuild(services.pool, services.projections["user_features"])
+    assert (await snapshot(db))["user_features"] == live["user_features"]
+
+
+async def test_redis_down_serves_features_from_postgres_and_says_degraded(
+    settings: Settings, tmp_path: Path
+) -> None:
+    redis_server = EmbeddedRedis(tmp_path)
+    redis_url = redis_server.start()
+    try:
+        async with AsyncExitStack() as stack:
+            assert settings.database_url is not None
+            services = await open_services(settings, settings.database_url, redis_url, stack)
+            transport = httpx.ASGITransport(app=build_app(services))
+            async with httpx.AsyncClient(transport=transport, base_url="http://c") as http:
+                await http.post(
+                    "/api/v1/events/rating", json={"user_id": "r1", "movie_id": "m1", "rating": 4}
+                )
+                await wait_caught_up(services.pool)
+                assert await services.redis.get("features:r1") is not None
+                assert (await http.get("/api/v1/health")).json()["status"] == "ok"
+
+                redis_server.stop()
+                answer = await http.get("/api/v1/features/r1")
+                assert answer.status_code == 200 and answer.json()["ratings"]["mean"] == 4.0
+                await http.post(
+                    "/api/v1/events/rating", json={"user_id": "r1", "movie_id": "m2", "rating": 2}
+                )
+                await wait_caught_up(services.pool)
+                answer = await http.get("/api/v1/features/r1")
+                assert answer.json()["ratings"] == {"count": 2, "mean": 3.0}
+                health = (await http.get("/api/v1/health")).json()
+                assert health["status"] == "degraded"
+                assert health["components"]["redis"]["status"] == "degraded"
+                assert health["components"]["postgres"]["status"] == "ok"
+    finally:
+        redis_server.stop()
