@@ -57,11 +57,11 @@ async def _worker(settings: Settings) -> None:
     """Projections only: follow the store until SIGTERM/SIGINT."""
     from cinemate.app import open_services
 
-    infra = await asyncio.to_thread(Infrastructure.start, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    infra = await asyncio.to_thread(Infrastructure.start, settings)
     try:
         async with AsyncExitStack() as stack:
             services = await open_services(

@@ -90,6 +90,16 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
 
 
 @pytest.fixture
+async def settings_without_projectors(settings: Settings) -> AsyncIterator[Services]:
+    """A service whose projections run elsewhere (a worker process, or not at all)."""
+    assert settings.database_url and settings.redis_url
+    async with AsyncExitStack() as stack:
+        yield await open_services(
+            settings, settings.database_url, settings.redis_url, stack, run_projections=False
+        )
+
+
+@pytest.fixture
 async def client(services: Services) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=build_app(services))
     async with httpx.AsyncClient(transport=transport, base_url="http://cinemate") as http:

@@ -86,9 +86,9 @@ async def append_random(
 
 
 async def wait_caught_up(
-    pool: asyncpg.Pool, names: list[str] = PROJECTIONS, timeout: float = 120
+    pool: asyncpg.Pool, names: list[str] = PROJECTIONS, within: float = 120
 ) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         async with pool.acquire() as conn:
             report = await projection_status(conn, names)
