@@ -122,6 +122,8 @@ async def rebuild(
             total = await store_size(conn)
             while True:
                 async with conn.transaction():
+                    # Lost with its checkpoint or kept with it, so no need to wait for fsync.
+                    await conn.execute("SET LOCAL synchronous_commit = off")
                     count, _ = await apply_next_batch(conn, projection, shadow, batch_size)
                     await conn.execute(
                         "UPDATE projection_checkpoints SET heartbeat_at = now() WHERE name = $1",

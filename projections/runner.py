@@ -33,12 +33,10 @@ SET tx_id = $2::text::xid8, position = $3, updated_at = now(), heartbeat_at = no
 WHERE name = $1
 """
 HEARTBEAT_SQL = "UPDATE projection_checkpoints SET heartbeat_at = now() WHERE name = $1"
-AUDIT_PROJECTED_SQL = """
-INSERT INTO audit_events (event_id, stage, projection, position, user_id, event_type)
-SELECT e, 'projected', $6, p, u, t
-FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[]) AS x(e, p, u, t)
-WHERE $5
-ON CONFLICT DO NOTHING
+AUDIT_BATCH_SQL = """
+INSERT INTO audit_batches
+    (stage, actor, first_tx_id, first_position, last_tx_id, last_position, events)
+VALUES ('projected', $1, $2::text::xid8, $3, $4::text::xid8, $5, $6)
 """
 
 
@@ -47,7 +45,15 @@ def lock_key(name: str) -> str:
 
 
 async def lock_projection(conn: asyncpg.Connection, name: str) -> None:
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", lock_key(name))
+    """Take the projection's turn for this transaction, and commit it without waiting
+    for the WAL flush: a read model and its checkpoint are lost or kept together, so
+    after a crash the events are simply projected again. Only acknowledged events need
+    synchronous durability, and those live in the store."""
+    await conn.execute(
+        "SELECT set_config('synchronous_commit', 'off', true),"
+        " pg_advisory_xact_lock(hashtextextended($1, 0))",
+        lock_key(name),
+    )
 
 
 async def load_checkpoint(conn: asyncpg.Connection, name: str) -> Checkpoint:
@@ -90,15 +96,17 @@ async def apply_next_batch(
         return 0, Changes()
     batch = Batch(records, [r.decode() for r in records])
     changes = await projection.apply(conn, batch, target.tables)
-    await conn.execute(
-        AUDIT_PROJECTED_SQL,
-        [r.event_id for r in records],
-        [r.position for r in records],
-        [r.user_id for r in records],
-        [r.event_type for r in records],
-        target.live and projection.name != "audit",
-        projection.name,
-    )
+    if target.live:
+        first, last = records[0].checkpoint, records[-1].checkpoint
+        await conn.execute(
+            AUDIT_BATCH_SQL,
+            projection.name,
+            str(first.tx_id),
+            first.position,
+            str(last.tx_id),
+            last.position,
+            len(records),
+        )
     await save_checkpoint(conn, target.checkpoint, records[-1].checkpoint)
     return len(records), changes
 
@@ -107,11 +115,19 @@ class Projector:
     """Keeps one projection up to date with the store."""
 
     def __init__(
-        self, pool: asyncpg.Pool, projection: Projection, *, batch_size: int = 1000
+        self,
+        pool: asyncpg.Pool,
+        projection: Projection,
+        *,
+        batch_size: int = 1000,
+        min_interval: float = 0.02,
     ) -> None:
         self.pool = pool
         self.projection = projection
         self.batch_size = batch_size
+        # Under a steady stream, waking for every commit would make many tiny batches;
+        # waiting a little between them makes fewer, larger ones at a small cost in lag.
+        self.min_interval = min_interval
         self.target = Target.live_of(projection)
 
     async def step(self) -> int:
@@ -132,10 +148,12 @@ class Projector:
         async with self.pool.acquire() as conn:
             await conn.execute(ENSURE_CHECKPOINT_SQL, self.target.checkpoint, "running")
         failures = 0
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             try:
                 while await self.step() >= self.batch_size:
-                    pass
+                    started = loop.time()
                 failures = 0
             except asyncio.CancelledError:
                 raise
@@ -147,11 +165,15 @@ class Projector:
                 )
                 await asyncio.sleep(min(5.0, 0.1 * 2**failures))
                 continue
-            wake.clear()
+            await asyncio.sleep(max(0.0, started + self.min_interval - loop.time()))
+            if wake.is_set():
+                wake.clear()
+                continue
             try:
                 await asyncio.wait_for(wake.wait(), idle_seconds)
             except TimeoutError:
                 pass
+            wake.clear()
 
 
 class StoreListener:

@@ -19,8 +19,8 @@ SET interactions = excluded.interactions, score = excluded.score,
 """
 
 AUDIT_STORED_SQL = """
-INSERT INTO {table} (event_id, stage, projection, position, user_id, event_type, at)
-SELECT e, 'stored', '', p, u, t, r
+INSERT INTO {table} (event_id, stage, position, user_id, event_type, at)
+SELECT e, 'stored', p, u, t, r
 FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[]) AS x(e, p, u, t, r)
 ON CONFLICT DO NOTHING
 """
@@ -82,8 +82,7 @@ class ItemStatsProjection(NoSideEffects):
 
 
 class AuditProjection(NoSideEffects):
-    """Each event's trail starts with "stored"; the projector adds one "projected" per
-    projection, the Kafka relay "published", consumers "dead_lettered"."""
+    """Each event's trail starts with its "stored" row; see audit_batches for the rest."""
 
     name = "audit"
     tables: tuple[str, ...] = ("audit_events",)

@@ -8,6 +8,7 @@ committed or rolled back, so nothing can appear behind the reader later.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -42,7 +43,21 @@ class StoredRecord:
         return Checkpoint(self.tx_id, self.position)
 
     def decode(self) -> events.InteractionEvent:
-        return events.decode(self.user_id, self.stream_version, self.topic, self.state)
+        """Decoded once for all projectors in this process: an event id names one event
+        forever (positions do not: another database has its own)."""
+        event = _decoded.get(self.event_id)
+        if event is None:
+            event = events.decode(self.user_id, self.stream_version, self.topic, self.state)
+            if len(_decoded) >= _DECODED_LIMIT:
+                # Oldest first: dicts keep insertion order, and followers move forward.
+                for stale in list(itertools.islice(_decoded, _DECODED_LIMIT // 4)):
+                    del _decoded[stale]
+            _decoded[self.event_id] = event
+        return event
+
+
+_DECODED_LIMIT = 50_000
+_decoded: dict[UUID, events.InteractionEvent] = {}
 
 
 READ_SQL = """

@@ -102,6 +102,83 @@ OPERATIONS: list[Operation] = [
     ),
     Operation(
         "get",
+        "/api/v1/features/{user_id}",
+        "The user's feature document",
+        "queries",
+        None,
+        {
+            200: responses.FeatureDocument,
+            404: responses.ErrorBody,
+            422: responses.ErrorBody,
+            503: responses.ErrorBody,
+        },
+        (USER_ID,),
+    ),
+    Operation(
+        "post",
+        "/api/v1/features/{user_id}/refresh",
+        "Recompute the user's features from their stream, store and return them",
+        "queries",
+        None,
+        {
+            200: responses.FeatureDocument,
+            404: responses.ErrorBody,
+            422: responses.ErrorBody,
+            503: responses.ErrorBody,
+        },
+        (USER_ID,),
+    ),
+    Operation(
+        "get",
+        "/api/v1/popular",
+        "Trending movies (time-decayed)",
+        "queries",
+        None,
+        {200: responses.Popular, 422: responses.ErrorBody},
+        (
+            Param("genre", "query", {"type": "string"}, "Only movies of this genre"),
+            Param(
+                "limit", "query", {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}
+            ),
+        ),
+    ),
+    Operation(
+        "get",
+        "/api/v1/admin/projections",
+        "Each projection's position, lag and state",
+        "admin",
+        None,
+        {200: responses.Projections, 401: responses.ErrorBody, 403: responses.ErrorBody},
+        admin=True,
+    ),
+    Operation(
+        "post",
+        "/api/v1/admin/projections/{name}/rebuild",
+        "Rebuild a read model by replay beside the live one, then swap it in",
+        "admin",
+        None,
+        {
+            202: responses.RebuildStarted,
+            401: responses.ErrorBody,
+            403: responses.ErrorBody,
+            404: responses.ErrorBody,
+            409: responses.ErrorBody,
+        },
+        (
+            Param(
+                "name",
+                "path",
+                {
+                    "type": "string",
+                    "enum": ["user_features", "item_stats", "audit", "model_feedback"],
+                },
+                required=True,
+            ),
+        ),
+        admin=True,
+    ),
+    Operation(
+        "get",
         "/api/v1/health",
         "Health of every component",
         "health",

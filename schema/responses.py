@@ -56,3 +56,67 @@ class ComponentHealth(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "degraded", "down"]
     components: dict[str, ComponentHealth]
+
+
+class WatchSummary(BaseModel):
+    count: int
+    total_seconds: int
+    mean_progress: float
+    completed_count: int = Field(description="Watch events with progress >= 0.9")
+
+
+class RatingSummary(BaseModel):
+    count: int
+    mean: float | None
+
+
+class GenreWeight(BaseModel):
+    genre: str
+    weight: float
+
+
+class FeatureDocument(BaseModel):
+    """GET /api/v1/features/{user_id}; also the value on the processed_features topic."""
+
+    user_id: str
+    stream_version: int
+    position: int
+    event_counts: dict[str, int]
+    watch: WatchSummary
+    ratings: RatingSummary
+    favorites: list[str] = Field(description="Current favorites, newest first")
+    recent_movies: list[str] = Field(description="Last 50 movies interacted with, newest first")
+    top_genres: list[GenreWeight]
+    recent_searches: list[str] = Field(description="Last 10 searches, newest first")
+    first_event_at: str | None
+    last_event_at: str | None
+    updated_at: str
+
+
+class PopularItem(BaseModel):
+    movie_id: str
+    score: float = Field(description="Log of the time-decayed interaction weight (comparable)")
+    title: str | None
+    genres: list[str]
+
+
+class Popular(BaseModel):
+    genre: str | None
+    items: list[PopularItem]
+
+
+class ProjectionState(BaseModel):
+    name: str
+    position: int
+    lag_events: int | None
+    lag_seconds: float | None
+    state: Literal["running", "rebuilding", "stopped"]
+
+
+class Projections(BaseModel):
+    projections: list[ProjectionState]
+
+
+class RebuildStarted(BaseModel):
+    name: str
+    state: Literal["rebuilding"]

@@ -14,6 +14,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from cinemate import database
 from cinemate.app import Services, build_app, open_services
@@ -72,7 +73,11 @@ async def database_url(infrastructure: Infrastructure, template_database: str) -
 
 
 @pytest.fixture
-def settings(data_dir: Path, database_url: str, infrastructure: Infrastructure) -> Settings:
+async def settings(data_dir: Path, database_url: str, infrastructure: Infrastructure) -> Settings:
+    # Databases are per test; the Redis server is shared, so each test starts it empty.
+    redis = aioredis.from_url(infrastructure.redis_url)
+    await redis.flushall()
+    await redis.aclose()
     return Settings.from_env(
         {
             "CINEMATE_DATA_DIR": str(data_dir),

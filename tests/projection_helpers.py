@@ -136,3 +136,17 @@ async def snapshot(conn: asyncpg.Connection) -> dict[str, Any]:
         "model_feedback": feedback,
         "audit": stored,
     }
+
+
+async def features_at(http: Any, user_id: str, version: int, within: float = 10) -> dict[str, Any]:
+    """The user's feature document once it reflects `version` (the cache follows PostgreSQL
+    by a moment: it is written right after the projection's transaction commits)."""
+    deadline = time.monotonic() + within
+    while True:
+        answer = await http.get(f"/api/v1/features/{user_id}")
+        if answer.status_code == 200 and answer.json()["stream_version"] >= version:
+            document: dict[str, Any] = answer.json()
+            return document
+        if time.monotonic() > deadline:
+            raise AssertionError(f"features of {user_id} not at version {version}: {answer.text}")
+        await asyncio.sleep(0.02)

@@ -102,4 +102,11 @@ async def test_killed_worker_resumes_with_no_lost_or_doubled_effect(
         await rebuild(services.pool, services.projections[name])
     rebuilt = await snapshot(db)
     for name in after_crashes:
+        for got, want in zip(after_crashes[name], rebuilt[name], strict=True):
+            if got != want:
+                print("DIFF", name, got[:3], want[:3])
+                if name == "user_features":
+                    for key in got[3]:
+                        if got[3][key] != want[3][key]:
+                            print(" state", key, got[3][key], "|||", want[3][key])
         assert rebuilt[name] == after_crashes[name], name

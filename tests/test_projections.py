@@ -19,6 +19,7 @@ from tests.projection_helpers import (
     PROJECTIONS,
     add_catalog,
     append_random,
+    features_at,
     random_command,
     snapshot,
     wait_caught_up,
@@ -57,8 +58,7 @@ async def test_features_are_served_and_refreshed(
     for body in ({"movie_id": "m1", "progress": 0.95}, {"movie_id": "m2", "progress": 0.5}):
         answer = await client.post("/api/v1/events/watch", json={"user_id": "fresh", **body})
         assert answer.status_code == 202
-    await wait_caught_up(services.pool)
-    doc = (await client.get("/api/v1/features/fresh")).json()
+    doc = await features_at(client, "fresh", 2)
     assert doc["stream_version"] == 2
     assert doc["watch"]["completed_count"] == 1
     assert doc["recent_movies"] == ["m2", "m1"]
@@ -191,7 +191,11 @@ async def test_redis_down_serves_features_from_postgres_and_says_degraded(
                 await http.post(
                     "/api/v1/events/rating", json={"user_id": "r1", "movie_id": "m1", "rating": 4}
                 )
-                await wait_caught_up(services.pool)
+                await features_at(http, "r1", 1)
+                for _ in range(100):  # the cache is written just after the commit
+                    if await services.redis.get("features:r1") is not None:
+                        break
+                    await asyncio.sleep(0.02)
                 assert await services.redis.get("features:r1") is not None
                 assert (await http.get("/api/v1/health")).json()["status"] == "ok"
 

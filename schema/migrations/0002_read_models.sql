@@ -29,17 +29,32 @@ CREATE TABLE item_stats (
 );
 CREATE INDEX item_stats_trend ON item_stats (trend_key DESC, movie_id);
 
+-- The audit trail. One "stored" row per event (the audit projection), plus one row per
+-- rarer stage of a single event (dead_lettered, erased). Stages that happen to events in
+-- bulk (projected by a projection, published to Kafka) are recorded once per batch in
+-- audit_batches, as the (tx_id, position) range they covered: an event's trail is its
+-- rows here plus the batches whose range contains it.
 CREATE TABLE audit_events (
     event_id   uuid        NOT NULL,
-    stage      text        NOT NULL,  -- stored | projected | published | dead_lettered
-    projection text        NOT NULL DEFAULT '',
+    stage      text        NOT NULL,
     position   bigint      NOT NULL,
     user_id    text        NOT NULL,
     event_type text        NOT NULL,
     at         timestamptz NOT NULL DEFAULT now(),
     detail     jsonb,
-    PRIMARY KEY (event_id, stage, projection)
+    PRIMARY KEY (event_id, stage)
 );
+CREATE TABLE audit_batches (
+    stage          text        NOT NULL,  -- projected | published
+    actor          text        NOT NULL,  -- the projection, or the relay
+    first_tx_id    xid8        NOT NULL,
+    first_position bigint      NOT NULL,
+    last_tx_id     xid8        NOT NULL,
+    last_position  bigint      NOT NULL,
+    events         integer     NOT NULL,
+    at             timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX audit_batches_range ON audit_batches (actor, last_tx_id, last_position);
 CREATE INDEX audit_events_user ON audit_events (user_id, position);
 
 -- The catalog: written by PUT /api/v1/movies/{id} and `cinemate import`.

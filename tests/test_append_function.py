@@ -1,0 +1,60 @@
+"""The store's append function: versions, duplicates and conflicts, on real PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
+
+import asyncpg
+
+from command_side.event_store import append_group
+from command_side.new_events import NewEvent
+
+
+def event(user: str, body: bytes = b"a", event_id: UUID | None = None) -> NewEvent:
+    return NewEvent(
+        event_id or uuid4(),
+        user,
+        "watch",
+        "schema.events:Watched",
+        2,
+        "{}",
+        body,
+        datetime.now(UTC),
+    )
+
+
+async def test_versions_continue_each_stream_in_request_order(db: asyncpg.Connection) -> None:
+    await append_group(db, [[event("a") for _ in range(7)]])
+    a1, b1, a2 = event("a"), event("b"), event("a")
+    answers = await append_group(db, [[a1, b1], [a2]])
+    assert [[(r.outcome, r.stream_version) for r in request] for request in answers] == [
+        [("accepted", 8), ("accepted", 1)],
+        [("accepted", 9)],
+    ]
+    positions = [r.position for request in answers for r in request]
+    assert positions == sorted(positions)
+
+
+async def test_known_event_with_same_body_is_a_duplicate_with_its_original_place(
+    db: asyncpg.Connection,
+) -> None:
+    first = event("a", b"same")
+    [[original]] = await append_group(db, [[first]])
+    [[again]] = await append_group(db, [[event("a", b"same", first.event_id)]])
+    assert (again.outcome, again.position, again.stream_version) == (
+        "duplicate",
+        original.position,
+        original.stream_version,
+    )
+
+
+async def test_conflict_rejects_the_whole_request_but_not_others(db: asyncpg.Connection) -> None:
+    used = event("a", b"old body")
+    await append_group(db, [[used]])
+    clash = event("a", b"new body", used.event_id)
+    neighbour, other_request = event("a"), event("a")
+    answers = await append_group(db, [[neighbour, clash], [other_request]])
+    assert [r.outcome for r in answers[0]] == ["rejected", "conflict"]
+    assert (answers[1][0].outcome, answers[1][0].stream_version) == ("accepted", 2)
+    assert await db.fetchval("SELECT count(*) FROM interaction_events") == 2
