@@ -85,15 +85,12 @@ def start_projectors(services: Services) -> None:
     """Follow the store in this process: one projector per projection, one listener."""
     listener = StoreListener(database.asyncpg_dsn(services.database_url))
     services.tasks.append(asyncio.create_task(listener.run(), name="store-listener"))
-    for projection in services.projections.values():
-        projector = Projector(
-            services.pool, projection, batch_size=services.settings.projection_batch_size
-        )
-        services.tasks.append(
-            asyncio.create_task(
-                projector.run(listener.subscribe()), name=f"project-{projection.name}"
-            )
-        )
+    projector = Projector(
+        services.pool,
+        list(services.projections.values()),
+        batch_size=services.settings.projection_batch_size,
+    )
+    services.tasks.append(asyncio.create_task(projector.run(listener.subscribe()), name="project"))
 
 
 async def open_services(

@@ -30,9 +30,24 @@ class Projection(Protocol):
     tables: tuple[str, ...]
 
     async def apply(
-        self, conn: asyncpg.Connection, batch: Batch, tables: Mapping[str, str]
+        self,
+        conn: asyncpg.Connection,
+        batch: Batch,
+        tables: Mapping[str, str],
+        *,
+        defer: bool = False,
     ) -> Changes:
-        """Write the batch's effects inside the caller's transaction."""
+        """Write the batch's effects inside the caller's transaction. With `defer` (a
+        rebuild, whose tables nobody reads yet) stateful projections may keep their
+        changes in memory until `flush`, so each row is written once, not per batch."""
+        ...
+
+    async def flush(self, conn: asyncpg.Connection, tables: Mapping[str, str]) -> None:
+        """Write what deferred batches kept in memory."""
+        ...
+
+    def discard(self, tables: Mapping[str, str]) -> None:
+        """Forget what deferred batches kept in memory (an abandoned rebuild)."""
         ...
 
     async def after_commit(self, changes: Changes) -> None:

@@ -29,6 +29,8 @@ log = logging.getLogger("cinemate.projections")
 
 Progress = Callable[[int, int], None]  # (events applied so far, events in the store)
 CATCH_UP_MARGIN = 2000
+# Deferred changes are written at least this often, to bound a rebuild's memory.
+FLUSH_EVERY_EVENTS = 500_000
 
 
 class RebuildInProgress(RuntimeError):
@@ -84,6 +86,7 @@ async def _swap(conn: asyncpg.Connection, projection: Projection, shadow: Target
             applied += count
             if not count:
                 break
+        await projection.flush(conn, shadow.tables)
         for live, table in shadow.tables.items():
             await conn.execute(f"ALTER TABLE {live} RENAME TO {live}__old")
             await conn.execute(f"ALTER TABLE {table} RENAME TO {live}")
@@ -115,7 +118,7 @@ async def rebuild(
     Returns how many events were applied.
     """
     shadow = Target.shadow_of(projection)
-    applied = 0
+    applied = flushed = 0
     async with pool.acquire() as conn:
         await _begin(conn, projection, shadow)
         try:
@@ -130,6 +133,10 @@ async def rebuild(
                         shadow.checkpoint,
                     )
                 applied += count
+                if applied - flushed >= FLUSH_EVERY_EVENTS:
+                    async with conn.transaction():
+                        await projection.flush(conn, shadow.tables)
+                    flushed = applied
                 if progress is not None:
                     progress(applied, max(total, applied))
                 if count < batch_size and await remaining(conn, shadow) < CATCH_UP_MARGIN:
@@ -147,6 +154,7 @@ async def rebuild(
 
 
 async def _abandon(conn: asyncpg.Connection, projection: Projection, shadow: Target) -> None:
+    projection.discard(shadow.tables)
     try:
         async with conn.transaction():
             for table in shadow.tables.values():

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
 
 from projections.projection import Batch, Changes, Projection
-from projections.store_feed import Checkpoint, read_after
+from projections.store_feed import Checkpoint, StoredRecord, read_after
 
 log = logging.getLogger("cinemate.projections")
 
@@ -32,7 +32,7 @@ UPDATE projection_checkpoints
 SET tx_id = $2::text::xid8, position = $3, updated_at = now(), heartbeat_at = now()
 WHERE name = $1
 """
-HEARTBEAT_SQL = "UPDATE projection_checkpoints SET heartbeat_at = now() WHERE name = $1"
+HEARTBEAT_SQL = "UPDATE projection_checkpoints SET heartbeat_at = now() WHERE name = ANY($1)"
 AUDIT_BATCH_SQL = """
 INSERT INTO audit_batches
     (stage, actor, first_tx_id, first_position, last_tx_id, last_position, events)
@@ -44,15 +44,17 @@ def lock_key(name: str) -> str:
     return f"projection:{name}"
 
 
-async def lock_projection(conn: asyncpg.Connection, name: str) -> None:
-    """Take the projection's turn for this transaction, and commit it without waiting
-    for the WAL flush: a read model and its checkpoint are lost or kept together, so
-    after a crash the events are simply projected again. Only acknowledged events need
-    synchronous durability, and those live in the store."""
+async def lock_projection(conn: asyncpg.Connection, *names: str) -> None:
+    """Take the projections' turn for this transaction (locks in one order, so two
+    processes never deadlock), and commit without waiting for the WAL flush: a read
+    model and its checkpoint are lost or kept together, so after a crash the events are
+    simply projected again. Only acknowledged events need synchronous durability, and
+    those live in the store."""
     await conn.execute(
         "SELECT set_config('synchronous_commit', 'off', true),"
-        " pg_advisory_xact_lock(hashtextextended($1, 0))",
-        lock_key(name),
+        " pg_advisory_xact_lock(hashtextextended(k, 0))"
+        " FROM unnest($1::text[]) AS k ORDER BY k",
+        sorted(lock_key(name) for name in names),
     )
 
 
@@ -86,18 +88,20 @@ class Target:
         )
 
 
-async def apply_next_batch(
-    conn: asyncpg.Connection, projection: Projection, target: Target, limit: int
-) -> tuple[int, Changes]:
-    """Inside the caller's transaction (which holds the projection lock): one batch."""
-    checkpoint = await load_checkpoint(conn, target.checkpoint)
-    records = await read_after(conn, checkpoint, limit)
+async def apply_records(
+    conn: asyncpg.Connection,
+    projection: Projection,
+    target: Target,
+    records: Sequence[StoredRecord],
+) -> Changes:
+    """Inside the caller's transaction (holding the projection's lock): apply records the
+    target's checkpoint has not passed yet, and move the checkpoint to the last."""
     if not records:
-        return 0, Changes()
+        return Changes()
     batch = Batch(records, [r.decode() for r in records])
-    changes = await projection.apply(conn, batch, target.tables)
+    changes = await projection.apply(conn, batch, target.tables, defer=not target.live)
+    first, last = records[0].checkpoint, records[-1].checkpoint
     if target.live:
-        first, last = records[0].checkpoint, records[-1].checkpoint
         await conn.execute(
             AUDIT_BATCH_SQL,
             projection.name,
@@ -107,46 +111,66 @@ async def apply_next_batch(
             last.position,
             len(records),
         )
-    await save_checkpoint(conn, target.checkpoint, records[-1].checkpoint)
-    return len(records), changes
+    await save_checkpoint(conn, target.checkpoint, last)
+    return changes
+
+
+async def apply_next_batch(
+    conn: asyncpg.Connection, projection: Projection, target: Target, limit: int
+) -> tuple[int, Changes]:
+    """Inside the caller's transaction (which holds the projection lock): one batch."""
+    checkpoint = await load_checkpoint(conn, target.checkpoint)
+    records = await read_after(conn, checkpoint, limit)
+    return len(records), await apply_records(conn, projection, target, records)
 
 
 class Projector:
-    """Keeps one projection up to date with the store."""
+    """Keeps projections up to date with the store: one read per batch serves them all,
+    and each applies the records past its own checkpoint (they differ after a rebuild)."""
 
     def __init__(
         self,
         pool: asyncpg.Pool,
-        projection: Projection,
+        projections: Sequence[Projection],
         *,
         batch_size: int = 1000,
         min_interval: float = 0.02,
     ) -> None:
         self.pool = pool
-        self.projection = projection
+        self.projections = list(projections)
         self.batch_size = batch_size
         # Under a steady stream, waking for every commit would make many tiny batches;
         # waiting a little between them makes fewer, larger ones at a small cost in lag.
         self.min_interval = min_interval
-        self.target = Target.live_of(projection)
+        self.targets = [Target.live_of(p) for p in self.projections]
 
     async def step(self) -> int:
-        """One batch, committed. Returns how many events it applied."""
+        """One batch, committed. Returns how many events it read."""
+        names = [p.name for p in self.projections]
         async with self.pool.acquire() as conn:
             async with conn.transaction():
-                await lock_projection(conn, self.projection.name)
-                applied, changes = await apply_next_batch(
-                    conn, self.projection, self.target, self.batch_size
-                )
-            if applied:
-                await self.projection.after_commit(changes)
+                await lock_projection(conn, *names)
+                checkpoints = [await load_checkpoint(conn, t.checkpoint) for t in self.targets]
+                records = await read_after(conn, min(checkpoints), self.batch_size)
+                changes = [
+                    await apply_records(
+                        conn, projection, target, [r for r in records if r.checkpoint > mark]
+                    )
+                    for projection, target, mark in zip(
+                        self.projections, self.targets, checkpoints, strict=True
+                    )
+                ]
+            if records:
+                for projection, changed in zip(self.projections, changes, strict=True):
+                    await projection.after_commit(changed)
             else:
-                await conn.execute(HEARTBEAT_SQL, self.target.checkpoint)
-        return applied
+                await conn.execute(HEARTBEAT_SQL, names)
+        return len(records)
 
     async def run(self, wake: asyncio.Event, idle_seconds: float = 1.0) -> None:
         async with self.pool.acquire() as conn:
-            await conn.execute(ENSURE_CHECKPOINT_SQL, self.target.checkpoint, "running")
+            for target in self.targets:
+                await conn.execute(ENSURE_CHECKPOINT_SQL, target.checkpoint, "running")
         failures = 0
         loop = asyncio.get_running_loop()
         while True:
@@ -161,7 +185,7 @@ class Projector:
                 failures += 1
                 log.warning(
                     "projection batch failed; retrying",
-                    extra={"projection": self.projection.name, "error": repr(exc)},
+                    extra={"projections": [p.name for p in self.projections], "error": repr(exc)},
                 )
                 await asyncio.sleep(min(5.0, 0.1 * 2**failures))
                 continue

@@ -38,6 +38,12 @@ ON CONFLICT (event_id) DO NOTHING
 
 
 class NoSideEffects:
+    async def flush(self, conn: asyncpg.Connection, tables: Mapping[str, str]) -> None:
+        return None
+
+    def discard(self, tables: Mapping[str, str]) -> None:
+        return None
+
     async def after_commit(self, changes: Changes) -> None:
         return None
 
@@ -49,8 +55,16 @@ class ItemStatsProjection(NoSideEffects):
     name = "item_stats"
     tables: tuple[str, ...] = ("item_stats",)
 
+    def __init__(self) -> None:
+        self._deferred: dict[str, dict[str, item_stats_fold.Stats]] = {}
+
     async def apply(
-        self, conn: asyncpg.Connection, batch: Batch, tables: Mapping[str, str]
+        self,
+        conn: asyncpg.Connection,
+        batch: Batch,
+        tables: Mapping[str, str],
+        *,
+        defer: bool = False,
     ) -> Changes:
         table = tables["item_stats"]
         touched = [
@@ -58,18 +72,38 @@ class ItemStatsProjection(NoSideEffects):
             for event in batch.events
             if (movie := item_stats_fold.movie_of(event)) is not None
         ]
-        if not touched:
-            return Changes()
-        movies = sorted({m for m, _ in touched})
+        pending = self._deferred.setdefault(table, {}) if defer else {}
+        unknown = sorted({m for m, _ in touched} - pending.keys())
         rows = await conn.fetch(
             f"SELECT movie_id, interactions, score, score_at FROM {table} "
             "WHERE movie_id = ANY($1::text[])",
-            movies,
+            unknown,
         )
-        stats = {r["movie_id"]: dict(r) for r in rows}
+        stats = {**{r["movie_id"]: dict(r) for r in rows}, **pending}
+        changed: dict[str, item_stats_fold.Stats] = {}
         for movie, event in touched:
             current = stats.get(movie) or item_stats_fold.empty_stats(movie)
-            stats[movie] = item_stats_fold.apply(current, event)
+            stats[movie] = changed[movie] = item_stats_fold.apply(current, event)
+        if defer:
+            pending.update(changed)
+        else:
+            await self._write(conn, table, changed)
+        return Changes()
+
+    async def flush(self, conn: asyncpg.Connection, tables: Mapping[str, str]) -> None:
+        table = tables["item_stats"]
+        await self._write(conn, table, self._deferred.pop(table, {}))
+
+    def discard(self, tables: Mapping[str, str]) -> None:
+        self._deferred.pop(tables["item_stats"], None)
+
+    @staticmethod
+    async def _write(
+        conn: asyncpg.Connection, table: str, stats: Mapping[str, item_stats_fold.Stats]
+    ) -> None:
+        if not stats:
+            return
+        movies = sorted(stats)
         await conn.execute(
             ITEM_UPSERT_SQL.format(table=table),
             movies,
@@ -78,7 +112,6 @@ class ItemStatsProjection(NoSideEffects):
             [stats[m]["score_at"] for m in movies],
             [item_stats_fold.trend_key(stats[m]["score"], stats[m]["score_at"]) for m in movies],
         )
-        return Changes()
 
 
 class AuditProjection(NoSideEffects):
@@ -88,7 +121,12 @@ class AuditProjection(NoSideEffects):
     tables: tuple[str, ...] = ("audit_events",)
 
     async def apply(
-        self, conn: asyncpg.Connection, batch: Batch, tables: Mapping[str, str]
+        self,
+        conn: asyncpg.Connection,
+        batch: Batch,
+        tables: Mapping[str, str],
+        *,
+        defer: bool = False,
     ) -> Changes:
         records = batch.records
         await conn.execute(
@@ -109,7 +147,12 @@ class ModelFeedbackProjection(NoSideEffects):
     tables: tuple[str, ...] = ("model_feedback",)
 
     async def apply(
-        self, conn: asyncpg.Connection, batch: Batch, tables: Mapping[str, str]
+        self,
+        conn: asyncpg.Connection,
+        batch: Batch,
+        tables: Mapping[str, str],
+        *,
+        defer: bool = False,
     ) -> Changes:
         pairs = [
             (record, event)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -19,21 +20,26 @@ from schema.cache import FEATURES_PREFIX, features_key
 
 log = logging.getLogger("cinemate.projections")
 
-# Writes a cached document only if it is not older than the one there: two writers can
-# finish out of order (a refresh beside the projector), and the cache must not go back.
+# Writes each cached document only if it is not older than the one there: two writers
+# can finish out of order (a refresh beside the projector), and the cache must not go
+# back. One call per batch: KEYS are the users' keys, ARGV their (document, version) pairs.
 SET_IF_NEWER = """
-local current = redis.call('GET', KEYS[1])
-if current then
-  local version = tonumber(string.match(current, '"stream_version":(%d+)'))
-  if version and version > tonumber(ARGV[2]) then return 0 end
+local written = 0
+for i, key in ipairs(KEYS) do
+  local document, version = ARGV[2 * i - 1], tonumber(ARGV[2 * i])
+  local current = redis.call('GET', key)
+  local known = current and tonumber(string.match(current, '"stream_version":(%d+)'))
+  if not known or known <= version then
+    redis.call('SET', key, document)
+    written = written + 1
+  end
 end
-redis.call('SET', KEYS[1], ARGV[1])
-return 1
+return written
 """
 
 UPSERT_SQL = """
 INSERT INTO {table} AS f (user_id, stream_version, position, state, doc, updated_at)
-SELECT * FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::jsonb[], $5::jsonb[],
+SELECT * FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::json[], $5::json[],
                      $6::timestamptz[])
 ON CONFLICT (user_id) DO UPDATE
 SET stream_version = excluded.stream_version, position = excluded.position,
@@ -42,13 +48,50 @@ WHERE f.stream_version <= excluded.stream_version
 """
 
 
+class StateCache:
+    """Recently folded states, so a busy user's state is not parsed again on every batch.
+
+    An entry is used only when the table still holds the same stream version, so writes
+    by anyone else (a refresh, another process, a rolled-back batch) are never missed.
+    """
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self.limit = limit
+        self._states: OrderedDict[tuple[str, str], fold.State] = OrderedDict()
+
+    def get(self, table: str, user_id: str) -> fold.State | None:
+        return self._states.get((table, user_id))
+
+    def put(self, table: str, user_id: str, state: fold.State) -> None:
+        self._states[(table, user_id)] = state
+        self._states.move_to_end((table, user_id))
+        while len(self._states) > self.limit:
+            self._states.popitem(last=False)
+
+
+LOAD_SQL = """
+SELECT f.user_id, f.stream_version,
+       CASE WHEN f.stream_version = k.version THEN NULL ELSE f.state::text END AS state
+FROM {table} AS f
+JOIN unnest($1::text[], $2::integer[]) AS k(user_id, version) ON k.user_id = f.user_id
+"""
+
+
 async def load_states(
-    conn: asyncpg.Connection, table: str, user_ids: list[str]
+    conn: asyncpg.Connection, table: str, user_ids: list[str], cache: StateCache
 ) -> dict[str, fold.State]:
-    rows = await conn.fetch(
-        f"SELECT user_id, state::text FROM {table} WHERE user_id = ANY($1::text[])", user_ids
-    )
-    return {r["user_id"]: orjson.loads(r["state"]) for r in rows}
+    cached = [cache.get(table, user) for user in user_ids]
+    versions = [state["stream_version"] if state else -1 for state in cached]
+    by_user = dict(zip(user_ids, cached, strict=True))
+    states: dict[str, fold.State] = {}
+    for row in await conn.fetch(LOAD_SQL.format(table=table), user_ids, versions):
+        if row["state"] is None:
+            state = by_user[row["user_id"]]
+            assert state is not None
+            states[row["user_id"]] = state
+        else:
+            states[row["user_id"]] = orjson.loads(row["state"])
+    return states
 
 
 async def save_states(
@@ -75,23 +118,45 @@ class UserFeaturesProjection:
     def __init__(self, redis: aioredis.Redis, genres: GenreLookup) -> None:
         self.redis = redis
         self.genres = genres
+        self.cache = StateCache()
+        self._deferred: dict[str, dict[str, fold.State]] = {}
         self._set_if_newer = redis.register_script(SET_IF_NEWER)
 
     async def apply(
-        self, conn: asyncpg.Connection, batch: Batch, tables: Mapping[str, str]
+        self,
+        conn: asyncpg.Connection,
+        batch: Batch,
+        tables: Mapping[str, str],
+        *,
+        defer: bool = False,
     ) -> Changes:
         await self.genres.refresh(conn)
         table = tables["user_features"]
-        users = sorted({r.user_id for r in batch.records})
-        states = await load_states(conn, table, users)
+        pending = self._deferred.setdefault(table, {}) if defer else {}
+        users = sorted({r.user_id for r in batch.records} - pending.keys())
+        states = {**await load_states(conn, table, users, self.cache), **pending}
         changed: dict[str, fold.State] = {}
         for record, event in zip(batch.records, batch.events, strict=True):
             state = states.get(record.user_id) or fold.empty_state(record.user_id)
             states[record.user_id] = changed[record.user_id] = fold.apply(
                 state, event, record.position, self.genres
             )
+        if defer:
+            pending.update(changed)
+            return Changes()
         documents = await save_states(conn, table, changed, datetime.now(UTC))
+        for user, state in changed.items():
+            self.cache.put(table, user, state)
         return Changes(documents=documents)
+
+    async def flush(self, conn: asyncpg.Connection, tables: Mapping[str, str]) -> None:
+        table = tables["user_features"]
+        pending = self._deferred.pop(table, {})
+        if pending:
+            await save_states(conn, table, pending, datetime.now(UTC))
+
+    def discard(self, tables: Mapping[str, str]) -> None:
+        self._deferred.pop(tables["user_features"], None)
 
     async def after_commit(self, changes: Changes) -> None:
         await cache_documents(self.redis, self._set_if_newer, changes.documents)
@@ -110,15 +175,11 @@ async def cache_documents(
     """Best effort: PostgreSQL is the truth, and reads fall back to it."""
     if not documents:
         return
+    args: list[bytes | int] = []
+    for doc in documents.values():
+        args += [orjson.dumps(doc), doc["stream_version"]]
     try:
-        async with redis.pipeline(transaction=False) as pipe:
-            for user, doc in documents.items():
-                await set_if_newer(
-                    keys=[features_key(user)],
-                    args=[orjson.dumps(doc), doc["stream_version"]],
-                    client=pipe,
-                )
-            await pipe.execute()
+        await set_if_newer(keys=[features_key(user) for user in documents], args=args)
     except (aioredis.RedisError, OSError) as exc:
         log.warning("features cache not updated: %r", exc)
 
