@@ -12,7 +12,6 @@ append path as the API, then times, in this one process:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import random
 import shutil

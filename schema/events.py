@@ -100,10 +100,13 @@ class OrjsonTranscoder(JSONTranscoder):
 
     def _revive(self, value: Any) -> Any:
         if isinstance(value, dict):
-            revived = {k: self._revive(v) for k, v in value.items()}
-            return self._decode_obj(revived)
-        if isinstance(value, list):
-            return [self._revive(v) for v in value]
+            if len(value) == 2 and "_type_" in value:
+                return self._decode_obj(value)
+            for key, item in value.items():
+                if isinstance(item, dict | list):
+                    value[key] = self._revive(item)
+        elif isinstance(value, list):
+            return [self._revive(item) for item in value]
         return value
 
 

@@ -11,12 +11,14 @@ CREATE TABLE projection_checkpoints (
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
 
+-- json, not jsonb: documents are written on every change and read back whole, so
+-- the cheaper text form wins; ->> still works for ad-hoc queries.
 CREATE TABLE user_features (
     user_id        text PRIMARY KEY,
     stream_version integer     NOT NULL,
     position       bigint      NOT NULL,
-    state          jsonb       NOT NULL,
-    doc            jsonb       NOT NULL,
+    state          json        NOT NULL,
+    doc            json        NOT NULL,
     updated_at     timestamptz NOT NULL
 );
 
