@@ -20,6 +20,7 @@ from cinemate import database
 from cinemate.docs import docs_routes
 from cinemate.middleware import RequestContext
 from cinemate.settings import Settings
+from command_side.catalog import catalog_routes
 from command_side.group_commit import GroupCommitter
 from command_side.http import (
     RebuildRefused,
@@ -201,6 +202,7 @@ def build_app(services: Services) -> Starlette:
     routes = [
         *command_routes(services.committer),
         *admin_command_routes(rebuild_starter(services), services.settings.admin_token),
+        *catalog_routes(services.pool, services.settings.admin_token),
         *query_routes(queries),
         *docs_routes(openapi.build()),
     ]

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 from cinemate import database, logs
 from cinemate.embedded import EmbeddedServerError
@@ -111,6 +112,77 @@ async def _replay(settings: Settings, names: list[str]) -> None:
         await asyncio.to_thread(infra.stop)
 
 
+async def _import(settings: Settings, data_dir: Path) -> None:
+    from tqdm import tqdm
+
+    from cinemate.app import open_services
+    from cinemate.movielens import import_movielens
+
+    for name in ("movies.csv", "ratings.csv"):
+        if not (data_dir / name).is_file():
+            raise SystemExit(f"cinemate: {data_dir / name} not found (a MovieLens-format folder)")
+    infra = await asyncio.to_thread(Infrastructure.start, settings)
+    try:
+        async with AsyncExitStack() as stack:
+            services = await open_services(
+                settings, infra.database_url, infra.redis_url, stack, run_projections=False
+            )
+            with tqdm(desc="import ratings", unit="ev", unit_scale=True) as bar:
+                counts = await import_movielens(
+                    services.pool, services.committer, data_dir, bar.update
+                )
+            print(
+                f"imported {counts['movies']} movies; ratings: {counts['accepted']} stored, "
+                f"{counts['duplicate']} already there (re-running an import is safe)"
+            )
+    finally:
+        await asyncio.to_thread(infra.stop)
+
+
+async def _train(settings: Settings, output: Path | None) -> None:
+    from tqdm import tqdm
+
+    from cinemate.app import open_services
+    from cinemate.movielens import read_interactions
+    from model.artifacts import save_model
+    from model.recommender import train
+
+    infra = await asyncio.to_thread(Infrastructure.start, settings)
+    try:
+        async with AsyncExitStack() as stack:
+            services = await open_services(
+                settings, infra.database_url, infra.redis_url, stack, run_projections=False
+            )
+            with tqdm(desc="read store", unit="ev", unit_scale=True) as bar:
+                interactions, position = await read_interactions(services.pool, bar.update)
+    finally:
+        await asyncio.to_thread(infra.stop)
+    if not interactions:
+        raise SystemExit("cinemate: the store holds no interactions to train on")
+    started = time.perf_counter()
+    model = await asyncio.to_thread(train, interactions, data_position=position)
+    seconds = time.perf_counter() - started
+    version = model.metadata["version"]
+    target = output or settings.data_dir / "models" / f"{version}.npz"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    saved = await asyncio.to_thread(save_model, model, target)
+    print(
+        f"trained {version} on {len(interactions)} interactions (store position {position}) "
+        f"in {seconds:.1f} s: {model.n_items} items -> {saved}"
+    )
+
+
+def _evaluate(data: Path, variant: str, json_path: Path | None) -> None:
+    import json
+
+    from model.evaluation import format_table, run_evaluation
+
+    rows = run_evaluation(data, variant)
+    print(format_table(rows))
+    if json_path is not None:
+        json_path.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+
+
 async def _migrate(settings: Settings) -> None:
     infra = await asyncio.to_thread(Infrastructure.start, settings)
     try:
@@ -162,6 +234,37 @@ def parser() -> argparse.ArgumentParser:
         "tables and swap them in atomically once caught up. A running service keeps "
         "answering meanwhile.",
     )
+    importer = sub.add_parser(
+        "import",
+        help="load a MovieLens-format folder: catalog, then ratings as events",
+        description="Load movies.csv into the catalog and ratings.csv as rating events "
+        "through the batch command path. Event ids are derived from each row, so an "
+        "interrupted import can simply be run again.",
+    )
+    importer.add_argument(
+        "--movielens",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="folder with movies.csv and ratings.csv",
+    )
+    trainer = sub.add_parser(
+        "train",
+        help="train the recommender from the event store and write its artifact",
+        description="Read every interaction from the event store, train, and write the "
+        "model to CINEMATE_DATA_DIR/models (or --output; .npz, .pkl or .onnx by suffix). "
+        "A running service picks it up on POST /model/reload.",
+    )
+    trainer.add_argument("--output", type=Path, help="artifact path (default: data dir)")
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="offline evaluation (EVAL.md): popularity, EASE and the service's model",
+        description="Run the ml-small-temporal-u20-v1 protocol on a MovieLens-format "
+        "folder and print one row per model.",
+    )
+    evaluate.add_argument("--data", type=Path, required=True, metavar="DIR")
+    evaluate.add_argument("--variant", choices=["all", "pos35"], default="all")
+    evaluate.add_argument("--json", type=Path, metavar="FILE", help="also write the rows here")
     replay.add_argument(
         "projections",
         nargs="*",
@@ -187,6 +290,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             _run(_worker(settings))
         elif args.command in ("replay", "rebuild"):
             _run(_replay(settings, args.projections))
+        elif args.command == "import":
+            _run(_import(settings, args.movielens))
+        elif args.command == "train":
+            _run(_train(settings, args.output))
+        elif args.command == "evaluate":
+            _evaluate(args.data, args.variant, args.json)
     except EmbeddedServerError as exc:
         sys.exit(f"cinemate: {exc}")
     except KeyboardInterrupt:

@@ -132,3 +132,18 @@ ADAPTERS: dict[str, TypeAdapter[Any]] = {
     **{name: TypeAdapter(model) for name, model in SINGLE_COMMANDS.items()},
     "batch": TypeAdapter(BatchCommand),
 }
+
+
+class MovieCommand(BaseModel):
+    """PUT /api/v1/movies/{movie_id}: a catalog entry (admin)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    title: str = Field(min_length=1, max_length=500)
+    genres: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=30
+    )
+    year: int | None = Field(default=None, ge=1870, le=2100)
+
+
+ADAPTERS["movie"] = TypeAdapter(MovieCommand)

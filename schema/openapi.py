@@ -178,6 +178,23 @@ OPERATIONS: list[Operation] = [
         admin=True,
     ),
     Operation(
+        "put",
+        "/api/v1/movies/{movie_id}",
+        "Create or replace a catalog entry",
+        "admin",
+        commands.MovieCommand,
+        {200: None, 401: responses.ErrorBody, 403: responses.ErrorBody, 422: responses.ErrorBody},
+        (
+            Param(
+                "movie_id",
+                "path",
+                {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
+                required=True,
+            ),
+        ),
+        admin=True,
+    ),
+    Operation(
         "get",
         "/api/v1/health",
         "Health of every component",
