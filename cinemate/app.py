@@ -6,6 +6,7 @@ import asyncio
 import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -41,6 +42,8 @@ from projections.status import projection_status
 from projections.user_features import UserFeaturesProjection, refresh_user
 from query_side.health import Probe
 from query_side.http import QueryServices, query_routes
+from query_side.model_serving import ModelHolder
+from query_side.recommend_http import RecommendServices, recommend_routes
 from schema import openapi
 from schema.http import error_response
 from schema.responses import ComponentHealth
@@ -62,8 +65,13 @@ class Services:
     committer: GroupCommitter
     genres: GenreLookup
     projections: dict[str, Projection]
+    models: ModelHolder = field(default_factory=ModelHolder)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     rebuilds: dict[str, asyncio.Task[int]] = field(default_factory=dict)
+
+
+def models_dir(settings: Settings) -> Path:
+    return settings.data_dir / "models"
 
 
 def make_projections(redis: aioredis.Redis, genres: GenreLookup) -> dict[str, Projection]:
@@ -120,6 +128,7 @@ async def open_services(
         settings, database_url, pool, redis, committer, genres, make_projections(redis, genres)
     )
     stack.push_async_callback(lambda: _cancel([*services.tasks, *services.rebuilds.values()]))
+    await services.models.load_initial(settings.model_path, models_dir(settings))
     if settings.enable_consumers if run_projections is None else run_projections:
         start_projectors(services)
     return services
@@ -141,6 +150,20 @@ def health_probes(services: Services) -> dict[str, Probe]:
     async def kafka() -> ComponentHealth:
         return ComponentHealth(status="disabled")
 
+    async def model() -> ComponentHealth:
+        served = services.models.current
+        if served is None:
+            return ComponentHealth(
+                status="ok", detail={"version": "popularity", "note": "no trained model loaded"}
+            )
+        return ComponentHealth(
+            status="ok",
+            detail={
+                "version": served.model.metadata.get("version"),
+                "loaded_at": served.info()["loaded_at"],
+            },
+        )
+
     async def projections() -> ComponentHealth:
         async with services.pool.acquire(timeout=2) as conn:
             report = await projection_status(conn, list(services.projections))
@@ -154,7 +177,13 @@ def health_probes(services: Services) -> dict[str, Probe]:
             detail={"projections": report, "behind": behind},
         )
 
-    return {"postgres": postgres, "redis": redis, "kafka": kafka, "projections": projections}
+    return {
+        "postgres": postgres,
+        "redis": redis,
+        "kafka": kafka,
+        "model": model,
+        "projections": projections,
+    }
 
 
 def rebuild_starter(services: Services) -> Any:
@@ -204,6 +233,16 @@ def build_app(services: Services) -> Starlette:
         *admin_command_routes(rebuild_starter(services), services.settings.admin_token),
         *catalog_routes(services.pool, services.settings.admin_token),
         *query_routes(queries),
+        *recommend_routes(
+            RecommendServices(
+                pool=services.pool,
+                models=services.models,
+                catalog=services.genres,
+                models_dir=models_dir(services.settings),
+                model_path=services.settings.model_path,
+                admin_token=services.settings.admin_token,
+            )
+        ),
         *docs_routes(openapi.build()),
     ]
     return Starlette(

@@ -1,4 +1,4 @@
-"""The movie catalog as projections need it: genres by movie id, refreshed now and then."""
+"""The movie catalog in memory (titles, genres), refreshed from PostgreSQL now and then."""
 
 from __future__ import annotations
 
@@ -11,16 +11,38 @@ REFRESH_SECONDS = 5.0
 
 
 class GenreLookup:
+    """Callable as `genres_of(movie_id)` for the folds; also titles and genre members."""
+
     def __init__(self) -> None:
         self._genres: dict[str, tuple[str, ...]] = {}
+        self._titles: dict[str, str] = {}
+        self._by_genre: dict[str, frozenset[str]] = {}
+        self._genre_names: dict[str, str] = {}
         self._loaded_at = -REFRESH_SECONDS
 
     def __call__(self, movie_id: str) -> Sequence[str]:
         return self._genres.get(movie_id, ())
 
+    def title(self, movie_id: str) -> str | None:
+        return self._titles.get(movie_id)
+
+    def movies_in(self, genre: str) -> frozenset[str]:
+        return self._by_genre.get(genre.lower(), frozenset())
+
+    def genre_named(self, text: str) -> str | None:
+        """The catalog genre a search text names, if any ("comedy" -> "Comedy")."""
+        return self._genre_names.get(text.strip().lower())
+
     async def refresh(self, conn: asyncpg.Connection, *, force: bool = False) -> None:
         if not force and time.monotonic() - self._loaded_at < REFRESH_SECONDS:
             return
-        rows = await conn.fetch("SELECT movie_id, genres FROM movies")
+        rows = await conn.fetch("SELECT movie_id, title, genres FROM movies")
         self._genres = {r["movie_id"]: tuple(r["genres"]) for r in rows}
+        self._titles = {r["movie_id"]: r["title"] for r in rows}
+        members: dict[str, set[str]] = {}
+        for movie_id, genres in self._genres.items():
+            for genre in genres:
+                members.setdefault(genre.lower(), set()).add(movie_id)
+                self._genre_names[genre.lower()] = genre
+        self._by_genre = {g: frozenset(m) for g, m in members.items()}
         self._loaded_at = time.monotonic()

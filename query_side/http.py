@@ -45,7 +45,7 @@ class BadQuery(Exception):
         self.msg = msg
 
 
-def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
@@ -58,7 +58,7 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     return value
 
 
-def _user_id(request: Request) -> str:
+def user_id_param(request: Request) -> str:
     user_id: str = request.path_params["user_id"]
     try:
         _IDENTIFIER.validate_python(user_id)
@@ -67,7 +67,7 @@ def _user_id(request: Request) -> str:
     return user_id
 
 
-def _answering(
+def answering(
     handler: Callable[[Request], Awaitable[Response]],
 ) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
@@ -87,9 +87,9 @@ def query_routes(services: QueryServices) -> list[Route]:
     pool = services.pool
 
     async def user_events(request: Request) -> Response:
-        user_id = _user_id(request)
-        after = _int_param(request, "after", 0, 0, 2**31 - 1)
-        limit = _int_param(request, "limit", 100, 1, 1000)
+        user_id = user_id_param(request)
+        after = int_param(request, "after", 0, 0, 2**31 - 1)
+        limit = int_param(request, "limit", 100, 1, 1000)
         page = await read_stream_page(pool, user_id, after, limit)
         if page is None:
             return error_response(404, "not_found", f"user {user_id} has no events")
@@ -100,21 +100,21 @@ def query_routes(services: QueryServices) -> list[Route]:
         return JSONResponse(body)
 
     async def features(request: Request) -> Response:
-        user_id = _user_id(request)
+        user_id = user_id_param(request)
         document = await read_features(pool, services.redis, user_id)
         if document is None:
             return error_response(404, "not_found", f"no features for user {user_id}")
         return JSONResponse(document)
 
     async def refresh(request: Request) -> Response:
-        user_id = _user_id(request)
+        user_id = user_id_param(request)
         document = await services.refresh_features(user_id)
         if document is None:
             return error_response(404, "not_found", f"user {user_id} has no events")
         return JSONResponse(document)
 
     async def trending(request: Request) -> Response:
-        limit = _int_param(request, "limit", 10, 1, 100)
+        limit = int_param(request, "limit", 10, 1, 100)
         genre = request.query_params.get("genre") or None
         items = await popular(pool, genre, limit)
         return JSONResponse({"genre": genre, "items": items})
@@ -137,12 +137,12 @@ def query_routes(services: QueryServices) -> list[Route]:
 
     admin = services.admin_token
     return [
-        Route("/api/v1/users/{user_id}/events", _answering(user_events), methods=["GET"]),
-        Route("/api/v1/features/{user_id}", _answering(features), methods=["GET"]),
-        Route("/api/v1/features/{user_id}/refresh", _answering(refresh), methods=["POST"]),
-        Route("/api/v1/popular", _answering(trending), methods=["GET"]),
+        Route("/api/v1/users/{user_id}/events", answering(user_events), methods=["GET"]),
+        Route("/api/v1/features/{user_id}", answering(features), methods=["GET"]),
+        Route("/api/v1/features/{user_id}/refresh", answering(refresh), methods=["POST"]),
+        Route("/api/v1/popular", answering(trending), methods=["GET"]),
         Route(
-            "/api/v1/admin/projections", admin_only(_answering(projections), admin), methods=["GET"]
+            "/api/v1/admin/projections", admin_only(answering(projections), admin), methods=["GET"]
         ),
         Route("/api/v1/health/live", live, methods=["GET"]),
         Route("/api/v1/health/ready", ready, methods=["GET"]),

@@ -1,0 +1,108 @@
+"""Choosing what to show: personal scores from the user's current history, else a cold
+start from trending movies tilted toward the genres the user has shown interest in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from model.interactions import Interaction, implicit_weights
+from model.recommender import HistoryItem, TrainedModel, histories
+
+COMPLETED = 0.9
+FEEDBACK_WEIGHTS = {"like": 1.0, "watch": 0.8, "click": 0.5, "dismiss": -0.5, "dislike": -1.0}
+# Below this many history items the model knows, a personal ranking is mostly noise.
+MIN_KNOWN_HISTORY = 1
+
+
+@dataclass(frozen=True)
+class Pick:
+    strategy: str
+    items: list[tuple[str, float]]
+
+
+def history_of(state: Mapping[str, Any] | None) -> list[HistoryItem]:
+    """The user's history as the model reads it, weighted by the model's own rules."""
+    if not state:
+        return []
+    user = state["user_id"]
+    records: list[Interaction] = []
+    for movie, item in state.get("items", {}).items():
+        at = datetime.fromisoformat(item["at"]).timestamp() if item.get("at") else 0.0
+        if "rating" in item:
+            records.append(Interaction(user, movie, "rating", item["rating"], at))
+        if "progress" in item:
+            records.append(Interaction(user, movie, "watch", item["progress"], at))
+        if "favorite" in item:
+            records.append(
+                Interaction(user, movie, "favorite", 1.0 if item["favorite"] else -1.0, at)
+            )
+        if "feedback" in item:
+            records.append(
+                Interaction(user, movie, "feedback", FEEDBACK_WEIGHTS[item["feedback"]], at)
+            )
+    if not records:
+        return []
+    history = histories(implicit_weights(records)).get(user, [])
+    return sorted(history, key=lambda h: h.timestamp)
+
+
+def seen_movies(state: Mapping[str, Any] | None) -> set[str]:
+    """Watched to the end, rated or favorited: not recommended again."""
+    if not state:
+        return set()
+    return {
+        movie
+        for movie, item in state.get("items", {}).items()
+        if "rating" in item or item.get("favorite") or item.get("progress", 0.0) >= COMPLETED
+    }
+
+
+def genre_affinity(
+    state: Mapping[str, Any] | None, searched_genres: Iterable[str]
+) -> dict[str, float]:
+    """Genre weights from ratings, watches and favorites, plus genres named in searches."""
+    weights: dict[str, float] = {}
+    if state:
+        weights = {g: w for g, w in state.get("genre_weights", {}).items() if w > 0}
+    for genre in searched_genres:
+        weights[genre] = weights.get(genre, 0.0) + 1.0
+    total = sum(weights.values())
+    return {g: w / total for g, w in weights.items()} if total else {}
+
+
+def cold_start(
+    trending: Sequence[str],
+    genres_of: Any,
+    affinity: Mapping[str, float],
+    k: int,
+    exclude: set[str],
+    allowed: frozenset[str] | None,
+) -> list[tuple[str, float]]:
+    """Trending order, lifted by how well each movie matches the user's genres."""
+    scored = []
+    for rank, movie in enumerate(trending):
+        if movie in exclude or (allowed is not None and movie not in allowed):
+            continue
+        match = sum(affinity.get(g, 0.0) for g in genres_of(movie))
+        scored.append((movie, round((1.0 / (1 + rank)) * (1.0 + 2.0 * match), 6), rank))
+    scored.sort(key=lambda s: (-s[1], s[2]))
+    return [(movie, score) for movie, score, _ in scored[:k]]
+
+
+def personal(
+    model: TrainedModel,
+    history: Sequence[HistoryItem],
+    k: int,
+    exclude: set[str],
+    allowed: frozenset[str] | None,
+) -> list[tuple[str, float]] | None:
+    """The model's ranking, or None when it knows too little of this history."""
+    known = sum(1 for h in history if model.index_of(h.movie_id) is not None)
+    if known < MIN_KNOWN_HISTORY:
+        return None
+    return [
+        (m, round(s, 6)) for m, s in model.recommend(history, k, exclude=exclude, allowed=allowed)
+    ]

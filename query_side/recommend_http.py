@@ -1,0 +1,224 @@
+"""Recommendation endpoints: recommend, similar, model info and reload."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+from pydantic import TypeAdapter, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from projections.catalog import GenreLookup
+from query_side import recommend
+from query_side.http import BadQuery, answering, int_param, user_id_param
+from query_side.model_serving import ModelHolder, ModelRefused, newest_artifact
+from schema.commands import Identifier
+from schema.http import JSONResponse, admin_only, error_response
+
+POPULARITY_VERSION = "popularity"
+_MOVIE_ID: TypeAdapter[str] = TypeAdapter(Identifier)
+TRENDING_SQL = """
+SELECT movie_id FROM item_stats WHERE trend_key > '-Infinity'::float8
+ORDER BY trend_key DESC, movie_id LIMIT $1
+"""
+# The insert need not wait for the WAL flush: losing a recommendation record in a crash
+# only loses the attribution of its feedback, never an acknowledged event.
+RECORD_SQL = """
+WITH quick AS (SELECT set_config('synchronous_commit', 'off', true))
+INSERT INTO recommendations (recommendation_id, user_id, model_version, strategy, items)
+SELECT $1, $2, $3, $4, $5 FROM quick
+"""
+
+
+@dataclass(frozen=True)
+class RecommendServices:
+    pool: asyncpg.Pool
+    models: ModelHolder
+    catalog: GenreLookup
+    models_dir: Path
+    model_path: Path | None
+    admin_token: str | None
+
+
+def _exclude_param(request: Request) -> set[str]:
+    raw = request.query_params.get("exclude") or ""
+    ids = {part.strip() for part in raw.split(",") if part.strip()}
+    for movie in ids:
+        try:
+            _MOVIE_ID.validate_python(movie)
+        except ValidationError:
+            raise BadQuery("query", "exclude", f"not a movie id: {movie[:70]!r}") from None
+    return ids
+
+
+def _items(catalog: GenreLookup, ranked: list[tuple[str, float]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "movie_id": movie,
+            "score": score,
+            "title": catalog.title(movie),
+            "genres": list(catalog(movie)),
+        }
+        for movie, score in ranked
+    ]
+
+
+def recommend_routes(services: RecommendServices) -> list[Route]:
+    pool, models, catalog = services.pool, services.models, services.catalog
+
+    async def recommendations(request: Request) -> Response:
+        user_id = user_id_param(request)
+        limit = int_param(request, "limit", 10, 1, 100)
+        genre = request.query_params.get("genre") or None
+        exclude = _exclude_param(request)
+        async with pool.acquire() as conn:
+            await catalog.refresh(conn)
+            raw = await conn.fetchval(
+                "SELECT state::text FROM user_features WHERE user_id = $1", user_id
+            )
+            state = orjson.loads(raw) if raw else None
+            allowed = catalog.movies_in(genre) if genre else None
+            exclude |= recommend.seen_movies(state)
+            served = models.current
+            ranked = None
+            if served is not None:
+                ranked = recommend.personal(
+                    served.model, recommend.history_of(state), limit, exclude, allowed
+                )
+            strategy = "personalized"
+            if ranked is None:
+                strategy = "cold_start"
+                trending = [r["movie_id"] for r in await conn.fetch(TRENDING_SQL, 500)]
+                if not trending and served is not None:
+                    trending = [m for m, _ in served.model.popular(500)]
+                searched = [
+                    g
+                    for q in (state or {}).get("recent_searches", [])
+                    if (g := catalog.genre_named(q))
+                ]
+                ranked = recommend.cold_start(
+                    trending,
+                    catalog,
+                    recommend.genre_affinity(state, searched),
+                    limit,
+                    exclude,
+                    allowed,
+                )
+            version = served.model.metadata.get("version") if served else POPULARITY_VERSION
+            recommendation_id = uuid.uuid4().hex
+            await conn.execute(
+                RECORD_SQL,
+                recommendation_id,
+                user_id,
+                version,
+                strategy,
+                [movie for movie, _ in ranked],
+            )
+        return JSONResponse(
+            {
+                "user_id": user_id,
+                "recommendation_id": recommendation_id,
+                "model_version": version,
+                "strategy": strategy,
+                "items": _items(catalog, ranked),
+                "generated_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            }
+        )
+
+    async def similar(request: Request) -> Response:
+        movie_id = request.path_params["movie_id"]
+        limit = int_param(request, "limit", 10, 1, 100)
+        served = models.current
+        if served is None:
+            return error_response(
+                503,
+                "no_model",
+                "no model is loaded: run `cinemate train`",
+                headers={"Retry-After": "60"},
+            )
+        if served.model.index_of(movie_id) is None:
+            return error_response(404, "not_found", f"the model does not know movie {movie_id}")
+        async with pool.acquire() as conn:
+            await catalog.refresh(conn)
+        ranked = [(m, round(s, 6)) for m, s in served.model.similar(movie_id, limit)]
+        return JSONResponse(
+            {
+                "movie_id": movie_id,
+                "model_version": served.model.metadata.get("version"),
+                "items": _items(catalog, ranked),
+            }
+        )
+
+    async def info(request: Request) -> Response:
+        served = models.current
+        if served is None:
+            return JSONResponse(
+                {
+                    "version": POPULARITY_VERSION,
+                    "format": None,
+                    "path": None,
+                    "sha256": None,
+                    "trained_at": None,
+                    "items": 0,
+                    "metrics": {},
+                    "loaded_at": None,
+                }
+            )
+        return JSONResponse(served.info())
+
+    async def reload(request: Request) -> Response:
+        body = await request.body()
+        path_text = None
+        if body.strip():
+            try:
+                given = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                return error_response(400, "malformed_json", 'body must be empty or {"path": ...}')
+            if (
+                not isinstance(given, dict)
+                or not isinstance(given.get("path"), str)
+                or set(given) - {"path"}
+            ):
+                return error_response(
+                    422,
+                    "validation_error",
+                    [
+                        {
+                            "loc": ["body", "path"],
+                            "msg": 'expected {"path": "..."}',
+                            "type": "value_error",
+                        }
+                    ],
+                )
+            path_text = given["path"]
+        path = (
+            Path(path_text)
+            if path_text
+            else services.model_path or newest_artifact(services.models_dir)
+        )
+        if path is None:
+            return error_response(404, "not_found", f"no model artifact in {services.models_dir}")
+        try:
+            served = await models.load(path)
+        except ModelRefused as exc:
+            still = models.current.model.metadata.get("version") if models.current else None
+            return error_response(
+                exc.status_code,
+                "model_refused",
+                f"{exc.reason}; still serving {still or POPULARITY_VERSION}",
+            )
+        return JSONResponse({"status": "loaded", **served.info()})
+
+    return [
+        Route("/api/v1/recommend/{user_id}", answering(recommendations), methods=["GET"]),
+        Route("/api/v1/movies/{movie_id}/similar", answering(similar), methods=["GET"]),
+        Route("/model/info", info, methods=["GET"]),
+        Route("/model/reload", admin_only(reload, services.admin_token), methods=["POST"]),
+    ]

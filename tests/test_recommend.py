@@ -1,0 +1,176 @@
+"""Serving recommendations from the live read model, on real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from cinemate.app import Services, build_app
+from model.artifacts import save_model
+from model.interactions import Interaction
+from model.recommender import train
+from tests.projection_helpers import features_at, wait_caught_up
+
+ADMIN = {"Authorization": "Bearer s3cret"}
+COMEDIES = [f"a{i}" for i in range(12)]
+HORRORS = [f"b{i}" for i in range(12)]
+
+
+def planted_model(path: Path) -> Path:
+    """Two tastes that never mix: comedy fans and horror fans."""
+    rng = random.Random(3)
+    records = []
+    for user in range(80):
+        liked = COMEDIES if user % 2 else HORRORS
+        for n, movie in enumerate(rng.sample(liked, 8)):
+            records.append(Interaction(f"t{user}", movie, "rating", 4.5, 1_000.0 * user + n))
+    return save_model(train(records), path)
+
+
+@pytest.fixture
+async def http(services: Services, db: asyncpg.Connection, tmp_path: Path) -> Any:
+    await db.executemany(
+        "INSERT INTO movies (movie_id, title, genres) VALUES ($1, $2, $3)",
+        [(m, f"Comedy {m}", ["Comedy"]) for m in COMEDIES]
+        + [(m, f"Horror {m}", ["Horror"]) for m in HORRORS],
+    )
+    await services.models.load(planted_model(tmp_path / "planted.npz"))
+    secured = dataclasses.replace(
+        services, settings=dataclasses.replace(services.settings, admin_token="s3cret")
+    )
+    transport = httpx.ASGITransport(app=build_app(secured))
+    async with httpx.AsyncClient(transport=transport, base_url="http://c") as client:
+        yield client
+
+
+async def rate(http: httpx.AsyncClient, user: str, movie: str, version: int) -> None:
+    answer = await http.post(
+        "/api/v1/events/rating", json={"user_id": user, "movie_id": movie, "rating": 5}
+    )
+    assert answer.status_code == 202
+    await features_at(http, user, version)
+
+
+async def recommend(http: httpx.AsyncClient, user: str, query: str = "") -> dict[str, Any]:
+    answer = await http.get(f"/api/v1/recommend/{user}?limit=5{query}")
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+async def test_recommendations_follow_the_cluster_and_exclude_what_was_rated(
+    http: httpx.AsyncClient,
+) -> None:
+    await rate(http, "fan", "a0", 1)
+    await rate(http, "fan", "a1", 2)
+    body = await recommend(http, "fan")
+    assert body["strategy"] == "personalized"
+    movies = [item["movie_id"] for item in body["items"]]
+    assert len(movies) == 5 and all(m in COMEDIES for m in movies)
+    assert not {"a0", "a1"} & set(movies)
+    assert body["items"][0]["genres"] == ["Comedy"] and body["items"][0]["title"]
+    filtered = await recommend(http, "fan", "&exclude=a2,a3&genre=Comedy")
+    assert not {"a0", "a1", "a2", "a3"} & {i["movie_id"] for i in filtered["items"]}
+
+
+async def test_one_new_event_changes_the_next_answer_without_retraining(
+    http: httpx.AsyncClient, services: Services
+) -> None:
+    version = services.models.current.model.metadata["version"]  # type: ignore[union-attr]
+    await rate(http, "switcher", "a0", 1)
+    before = await recommend(http, "switcher")
+    for n, movie in enumerate(["b0", "b1", "b2"], start=2):
+        await rate(http, "switcher", movie, n)
+    after = await recommend(http, "switcher")
+    assert after["model_version"] == before["model_version"] == version
+    assert [i["movie_id"] for i in after["items"]] != [i["movie_id"] for i in before["items"]]
+    assert after["items"][0]["movie_id"] in HORRORS
+
+
+async def test_cold_start_leans_toward_searched_genres(
+    http: httpx.AsyncClient, services: Services
+) -> None:
+    events = [
+        {"type": "favorite", "user_id": f"crowd{i}", "movie_id": m, "action": "add"}
+        for i, m in enumerate(["a5", "a5", "a5", "b5", "b5"])
+    ]
+    assert (await http.post("/api/v1/events/batch", json={"events": events})).status_code == 202
+    await wait_caught_up(services.pool)
+    unknown = await recommend(http, "stranger")
+    assert unknown["strategy"] == "cold_start"
+    assert unknown["items"][0]["movie_id"] == "a5"
+    search = await http.post("/api/v1/events/search", json={"user_id": "scared", "query": "horror"})
+    assert search.status_code == 202
+    await features_at(http, "scared", 1)
+    leaning = await recommend(http, "scared")
+    assert leaning["strategy"] == "cold_start"
+    assert leaning["items"][0]["movie_id"] == "b5"
+
+
+async def test_feedback_is_credited_to_the_model_version_that_was_shown(
+    http: httpx.AsyncClient, services: Services, db: asyncpg.Connection
+) -> None:
+    await rate(http, "clicker", "b0", 1)
+    shown = await recommend(http, "clicker")
+    clicked = shown["items"][0]["movie_id"]
+    feedback = {
+        "user_id": "clicker",
+        "movie_id": clicked,
+        "action": "click",
+        "rank": 1,
+        "recommendation_id": shown["recommendation_id"],
+    }
+    assert (await http.post("/api/v1/feedback", json=feedback)).status_code == 202
+    await features_at(http, "clicker", 2)
+    row = None
+    for _ in range(100):
+        row = await db.fetchrow("SELECT model_version, strategy, shown FROM model_feedback")
+        if row is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert row is not None
+    assert dict(row) == {
+        "model_version": shown["model_version"],
+        "strategy": "personalized",
+        "shown": True,
+    }
+
+
+async def test_similar_and_model_info(http: httpx.AsyncClient) -> None:
+    similar = (await http.get("/api/v1/movies/b3/similar?limit=4")).json()
+    assert [i["movie_id"][0] for i in similar["items"]] == ["b"] * 4
+    assert (await http.get("/api/v1/movies/zz/similar")).status_code == 404
+    info = (await http.get("/model/info")).json()
+    assert info["format"] == "npz" and info["items"] == 24 and len(info["sha256"]) == 64
+
+
+async def test_a_broken_model_is_refused_and_the_old_one_keeps_serving(
+    http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    good = planted_model(tmp_path / "good.pkl")
+    before = (await http.get("/model/info")).json()
+    assert (await http.post("/model/reload", json={"path": str(good)})).status_code == 401
+
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"this is not a model")
+    tampered = tmp_path / "tampered.pkl"
+    shutil.copy(good, tampered)
+    shutil.copy(good.with_name(good.name + ".sha256"), tampered.with_name("tampered.pkl.sha256"))
+    tampered.write_bytes(tampered.read_bytes() + b"\0")
+    for path in (corrupt, tampered, tmp_path / "missing.npz"):
+        refused = await http.post("/model/reload", json={"path": str(path)}, headers=ADMIN)
+        assert refused.status_code in (404, 422), refused.text
+        assert "still serving" in refused.json()["detail"]
+        assert (await http.get("/model/info")).json()["sha256"] == before["sha256"]
+        assert (await recommend(http, "anyone"))["items"]
+
+    loaded = await http.post("/model/reload", json={"path": str(good)}, headers=ADMIN)
+    assert loaded.status_code == 200 and loaded.json()["format"] == "pkl"
