@@ -145,6 +145,7 @@ async def _train(settings: Settings, output: Path | None) -> None:
     from cinemate.app import open_services
     from cinemate.movielens import read_interactions
     from model.artifacts import save_model
+    from model.holdout import holdout_metrics
     from model.recommender import train
 
     infra = await asyncio.to_thread(Infrastructure.start, settings)
@@ -159,8 +160,9 @@ async def _train(settings: Settings, output: Path | None) -> None:
         await asyncio.to_thread(infra.stop)
     if not interactions:
         raise SystemExit("cinemate: the store holds no interactions to train on")
+    metrics = await asyncio.to_thread(holdout_metrics, interactions)
     started = time.perf_counter()
-    model = await asyncio.to_thread(train, interactions, data_position=position)
+    model = await asyncio.to_thread(train, interactions, data_position=position, metrics=metrics)
     seconds = time.perf_counter() - started
     version = model.metadata["version"]
     target = output or settings.data_dir / "models" / f"{version}.npz"
@@ -170,6 +172,9 @@ async def _train(settings: Settings, output: Path | None) -> None:
         f"trained {version} on {len(interactions)} interactions (store position {position}) "
         f"in {seconds:.1f} s: {model.n_items} items -> {saved}"
     )
+    if metrics:
+        shown = ", ".join(f"{k}={metrics[k]}" for k in ("ndcg", "recall", "hit_rate", "mrr"))
+        print(f"offline, newest 20% per user held out: {shown}")
 
 
 def _evaluate(data: Path, variant: str, json_path: Path | None) -> None:
