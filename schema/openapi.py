@@ -196,6 +196,54 @@ OPERATIONS: list[Operation] = [
     ),
     Operation(
         "get",
+        "/api/v1/recommend/{user_id}",
+        "What to show the user next, scored from their current history",
+        "queries",
+        None,
+        {200: responses.Recommendation, 422: responses.ErrorBody, 503: responses.ErrorBody},
+        (
+            USER_ID,
+            Param(
+                "limit", "query", {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}
+            ),
+            Param("genre", "query", {"type": "string"}, "Only movies of this genre"),
+            Param("exclude", "query", {"type": "string"}, "Comma-separated movie ids to leave out"),
+        ),
+    ),
+    Operation(
+        "get",
+        "/api/v1/movies/{movie_id}/similar",
+        "Similar movies (item to item)",
+        "queries",
+        None,
+        {200: responses.SimilarMovies, 404: responses.ErrorBody, 503: responses.ErrorBody},
+        (
+            Param("movie_id", "path", {"type": "string"}, required=True),
+            Param(
+                "limit", "query", {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}
+            ),
+        ),
+    ),
+    Operation(
+        "get", "/model/info", "The model being served", "model", None, {200: responses.ModelInfo}
+    ),
+    Operation(
+        "post",
+        "/model/reload",
+        "Load a model and swap it in; a broken one is refused",
+        "admin",
+        responses.ReloadRequest,
+        {
+            200: responses.ModelInfo,
+            401: responses.ErrorBody,
+            403: responses.ErrorBody,
+            404: responses.ErrorBody,
+            422: responses.ErrorBody,
+        },
+        admin=True,
+    ),
+    Operation(
+        "get",
         "/api/v1/health",
         "Health of every component",
         "health",

@@ -120,3 +120,43 @@ class Projections(BaseModel):
 class RebuildStarted(BaseModel):
     name: str
     state: Literal["rebuilding"]
+
+
+class RecommendedItem(BaseModel):
+    movie_id: str
+    score: float
+    title: str | None
+    genres: list[str]
+
+
+class Recommendation(BaseModel):
+    user_id: str
+    recommendation_id: str = Field(description="Send it back with feedback")
+    model_version: str
+    strategy: Literal["personalized", "cold_start"]
+    items: list[RecommendedItem]
+    generated_at: str
+
+
+class SimilarMovies(BaseModel):
+    movie_id: str
+    model_version: str
+    items: list[RecommendedItem]
+
+
+class ModelInfo(BaseModel):
+    version: str
+    format: str | None
+    path: str | None
+    sha256: str | None
+    trained_at: str | None
+    items: int
+    metrics: dict[str, Any]
+    loaded_at: str | None
+
+
+class ReloadRequest(BaseModel):
+    path: str | None = Field(
+        default=None,
+        description="Artifact to load; MODEL_PATH or the newest in the data dir if absent",
+    )
