@@ -44,6 +44,10 @@ class Result:
         }
 
 
+def get_bytes(host: str, path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+
+
 def request_bytes(host: str, path: str, body: bytes) -> bytes:
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
@@ -74,7 +78,10 @@ async def run(
     connections: int,
     seconds: float,
     rate: float | None = None,
+    get_users: int | None = None,
 ) -> Result:
+    """POST bodies from `make_body`, or with `get_users`, GET `path` with "{n}" replaced by
+    a user number from 1 to get_users."""
     result = Result()
     counter = itertools.count()
     started = time.perf_counter()
@@ -96,7 +103,11 @@ async def run(
                     begin = time.perf_counter()
                 if begin >= deadline:
                     return
-                data = request_bytes(host, path, make_body(next(counter)))
+                n = next(counter)
+                if get_users:
+                    data = get_bytes(host, path.replace("{n}", str(n % get_users + 1)))
+                else:
+                    data = request_bytes(host, path, make_body(n))
                 try:
                     status = await _one(reader, writer, data)
                 except (OSError, asyncio.IncompleteReadError):
@@ -143,6 +154,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rate", type=float, help="requests/s in total (open loop)")
     parser.add_argument("--batch", type=int, help="POST batches of this many events")
+    parser.add_argument(
+        "--get-users", type=int, help='GET --path instead, "{n}" in it replaced by 1..N in turn'
+    )
     args = parser.parse_args()
     make = batch_body(args.batch) if args.batch else watch_body
 
@@ -157,6 +171,7 @@ def main() -> None:
             connections=args.connections,
             seconds=args.seconds,
             rate=args.rate,
+            get_users=args.get_users,
         )
     )
     print(json.dumps(result.summary()))

@@ -18,6 +18,7 @@ class GenreLookup:
         self._titles: dict[str, str] = {}
         self._by_genre: dict[str, frozenset[str]] = {}
         self._genre_names: dict[str, str] = {}
+        self._version: tuple[object, ...] = ()
         self._loaded_at = -REFRESH_SECONDS
 
     def __call__(self, movie_id: str) -> Sequence[str]:
@@ -36,6 +37,13 @@ class GenreLookup:
     async def refresh(self, conn: asyncpg.Connection, *, force: bool = False) -> None:
         if not force and time.monotonic() - self._loaded_at < REFRESH_SECONDS:
             return
+        # Claim this refresh before awaiting, so concurrent callers keep using the
+        # current copy instead of all reloading the catalog at once.
+        self._loaded_at = time.monotonic()
+        version = tuple(await conn.fetchrow("SELECT count(*), max(updated_at) FROM movies"))
+        if version == self._version:
+            return
+        self._version = version
         rows = await conn.fetch("SELECT movie_id, title, genres FROM movies")
         self._genres = {r["movie_id"]: tuple(r["genres"]) for r in rows}
         self._titles = {r["movie_id"]: r["title"] for r in rows}
@@ -45,4 +53,3 @@ class GenreLookup:
                 members.setdefault(genre.lower(), set()).add(movie_id)
                 self._genre_names[genre.lower()] = genre
         self._by_genre = {g: frozenset(m) for g, m in members.items()}
-        self._loaded_at = time.monotonic()

@@ -3,6 +3,7 @@ start from trending movies tilted toward the genres the user has shown interest 
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,8 +14,6 @@ from model.recommender import HistoryItem, TrainedModel, histories
 
 COMPLETED = 0.9
 FEEDBACK_WEIGHTS = {"like": 1.0, "watch": 0.8, "click": 0.5, "dismiss": -0.5, "dislike": -1.0}
-# Below this many history items the model knows, a personal ranking is mostly noise.
-MIN_KNOWN_HISTORY = 1
 
 
 @dataclass(frozen=True)
@@ -23,13 +22,16 @@ class Pick:
     items: list[tuple[str, float]]
 
 
-def history_of(state: Mapping[str, Any] | None) -> list[HistoryItem]:
-    """The user's history as the model reads it, weighted by the model's own rules."""
+def history_of(state: Mapping[str, Any] | None, newest: int = 64) -> list[HistoryItem]:
+    """The user's newest `newest` movies as the model reads them, weighted by the model's
+    own rules (the model looks at its max_history newest items, 50 by default)."""
     if not state:
         return []
     user = state["user_id"]
     records: list[Interaction] = []
-    for movie, item in state.get("items", {}).items():
+    items = state.get("items", {})
+    recent = heapq.nlargest(newest, items.items(), key=lambda kv: (kv[1].get("at") or "", kv[0]))
+    for movie, item in recent:
         at = datetime.fromisoformat(item["at"]).timestamp() if item.get("at") else 0.0
         if "rating" in item:
             records.append(Interaction(user, movie, "rating", item["rating"], at))
@@ -81,13 +83,18 @@ def cold_start(
     exclude: set[str],
     allowed: frozenset[str] | None,
 ) -> list[tuple[str, float]]:
-    """Trending order, lifted by how well each movie matches the user's genres."""
+    """Trending order, lifted by how well each movie matches the user's genres.
+
+    A movie's lift is at most 3x (affinities sum to 1), so a movie past rank 3k of the
+    eligible ones can never reach the top k: only those are scored.
+    """
+    eligible = [m for m in trending if m not in exclude and (allowed is None or m in allowed)][
+        : 3 * k + 3
+    ]
     scored = []
-    for rank, movie in enumerate(trending):
-        if movie in exclude or (allowed is not None and movie not in allowed):
-            continue
+    for rank, movie in enumerate(eligible):
         match = sum(affinity.get(g, 0.0) for g in genres_of(movie))
-        scored.append((movie, round((1.0 / (1 + rank)) * (1.0 + 2.0 * match), 6), rank))
+        scored.append((movie, round((1.0 / (1 + rank)) * (1.0 + 2.0 * min(match, 1.0)), 6), rank))
     scored.sort(key=lambda s: (-s[1], s[2]))
     return [(movie, score) for movie, score, _ in scored[:k]]
 
@@ -100,8 +107,7 @@ def personal(
     allowed: frozenset[str] | None,
 ) -> list[tuple[str, float]] | None:
     """The model's ranking, or None when it knows too little of this history."""
-    known = sum(1 for h in history if model.index_of(h.movie_id) is not None)
-    if known < MIN_KNOWN_HISTORY:
+    if not any(model.index_of(h.movie_id) is not None for h in history):
         return None
     return [
         (m, round(s, 6)) for m, s in model.recommend(history, k, exclude=exclude, allowed=allowed)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +20,7 @@ from starlette.routing import Route
 from projections.catalog import GenreLookup
 from query_side import recommend
 from query_side.http import BadQuery, answering, int_param, user_id_param
-from query_side.model_serving import ModelHolder, ModelRefused, newest_artifact
+from query_side.model_serving import ModelHolder, ModelRefused, ServedModel, newest_artifact
 from schema.commands import Identifier
 from schema.http import JSONResponse, admin_only, error_response
 
@@ -35,6 +37,46 @@ WITH quick AS (SELECT set_config('synchronous_commit', 'off', true))
 INSERT INTO recommendations (recommendation_id, user_id, model_version, strategy, items)
 SELECT $1, $2, $3, $4, $5 FROM quick
 """
+
+
+class Trending:
+    """The trending list, read at most once a second: it moves slowly, and cold starts
+    are common."""
+
+    def __init__(self, max_age: float = 1.0) -> None:
+        self.max_age = max_age
+        self._movies: list[str] = []
+        self._read_at = float("-inf")
+
+    async def get(self, conn: asyncpg.Connection) -> list[str]:
+        now = time.monotonic()
+        if now - self._read_at > self.max_age:
+            self._movies = [r["movie_id"] for r in await conn.fetch(TRENDING_SQL, 500)]
+            self._read_at = now
+        return self._movies
+
+
+class RankingCache:
+    """Rankings by everything they depend on: the user's stream version, the model, the
+    query. Any new event or model swap changes the key, so an answer is never stale; a
+    page reload or a second screen is then answered without scoring again."""
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self.limit = limit
+        self._rankings: OrderedDict[tuple[Any, ...], tuple[str, list[tuple[str, float]]]] = (
+            OrderedDict()
+        )
+
+    def get(self, key: tuple[Any, ...]) -> tuple[str, list[tuple[str, float]]] | None:
+        found = self._rankings.get(key)
+        if found is not None:
+            self._rankings.move_to_end(key)
+        return found
+
+    def put(self, key: tuple[Any, ...], value: tuple[str, list[tuple[str, float]]]) -> None:
+        self._rankings[key] = value
+        while len(self._rankings) > self.limit:
+            self._rankings.popitem(last=False)
 
 
 @dataclass(frozen=True)
@@ -72,6 +114,35 @@ def _items(catalog: GenreLookup, ranked: list[tuple[str, float]]) -> list[dict[s
 
 def recommend_routes(services: RecommendServices) -> list[Route]:
     pool, models, catalog = services.pool, services.models, services.catalog
+    trending_list = Trending()
+    rankings = RankingCache()
+
+    async def rank(
+        conn: asyncpg.Connection,
+        state: dict[str, Any] | None,
+        served: ServedModel | None,
+        limit: int,
+        genre: str | None,
+        exclude: set[str],
+    ) -> tuple[str, list[tuple[str, float]]]:
+        allowed = catalog.movies_in(genre) if genre else None
+        exclude = exclude | recommend.seen_movies(state)
+        if served is not None:
+            ranked = recommend.personal(
+                served.model, recommend.history_of(state), limit, exclude, allowed
+            )
+            if ranked is not None:
+                return "personalized", ranked
+        trending = await trending_list.get(conn)
+        if not trending and served is not None:
+            trending = [m for m, _ in served.model.popular(500)]
+        searched = [
+            g for q in (state or {}).get("recent_searches", []) if (g := catalog.genre_named(q))
+        ]
+        affinity = recommend.genre_affinity(state, searched)
+        return "cold_start", recommend.cold_start(
+            trending, catalog, affinity, limit, exclude, allowed
+        )
 
     async def recommendations(request: Request) -> Response:
         user_id = user_id_param(request)
@@ -84,33 +155,22 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
                 "SELECT state::text FROM user_features WHERE user_id = $1", user_id
             )
             state = orjson.loads(raw) if raw else None
-            allowed = catalog.movies_in(genre) if genre else None
-            exclude |= recommend.seen_movies(state)
             served = models.current
-            ranked = None
-            if served is not None:
-                ranked = recommend.personal(
-                    served.model, recommend.history_of(state), limit, exclude, allowed
-                )
-            strategy = "personalized"
-            if ranked is None:
-                strategy = "cold_start"
-                trending = [r["movie_id"] for r in await conn.fetch(TRENDING_SQL, 500)]
-                if not trending and served is not None:
-                    trending = [m for m, _ in served.model.popular(500)]
-                searched = [
-                    g
-                    for q in (state or {}).get("recent_searches", [])
-                    if (g := catalog.genre_named(q))
-                ]
-                ranked = recommend.cold_start(
-                    trending,
-                    catalog,
-                    recommend.genre_affinity(state, searched),
-                    limit,
-                    exclude,
-                    allowed,
-                )
+            key = (
+                user_id,
+                state["stream_version"] if state else 0,
+                served.sha256 if served else None,
+                limit,
+                genre,
+                frozenset(exclude),
+            )
+            cached = rankings.get(key) if state else None
+            if cached is not None:
+                strategy, ranked = cached
+            else:
+                strategy, ranked = await rank(conn, state, served, limit, genre, exclude)
+                if state and strategy == "personalized":  # trending moves: not cached
+                    rankings.put(key, (strategy, ranked))
             version = served.model.metadata.get("version") if served else POPULARITY_VERSION
             recommendation_id = uuid.uuid4().hex
             await conn.execute(
