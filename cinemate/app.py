@@ -84,9 +84,24 @@ def make_projections(redis: aioredis.Redis, genres: GenreLookup) -> dict[str, Pr
     return {p.name: p for p in projections}
 
 
+async def _close_pool(pool: asyncpg.Pool, grace_seconds: float = 10.0) -> None:
+    """Close gracefully, but never wait forever on a connection stuck in a query."""
+    try:
+        await asyncio.wait_for(pool.close(), grace_seconds)
+    except TimeoutError:
+        log.warning("database pool did not close in time; terminating its connections")
+        pool.terminate()
+
+
 async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
-    for task in tasks:
-        task.cancel()
+    """Cancel and wait. A library that swallows one CancelledError (it happens inside
+    third-party await chains) would leave a task running forever, so cancel again until
+    every task has ended."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
@@ -111,7 +126,7 @@ async def open_services(
     run_projections: bool | None = None,
 ) -> Services:
     pool = await database.create_pool(database_url, max_size=16)
-    stack.push_async_callback(pool.close)
+    stack.push_async_callback(_close_pool, pool)
     async with pool.acquire() as conn:
         await database.migrate(conn)
     redis = aioredis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)

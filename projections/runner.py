@@ -193,8 +193,11 @@ class Projector:
             if wake.is_set():
                 wake.clear()
                 continue
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            # that lands as the timeout fires, and the projector would never stop.
             try:
-                await asyncio.wait_for(wake.wait(), idle_seconds)
+                async with asyncio.timeout(idle_seconds):
+                    await wake.wait()
             except TimeoutError:
                 pass
             wake.clear()

@@ -15,7 +15,8 @@ ESSENTIAL = frozenset({"postgres"})
 
 async def _run(probe: Probe, seconds: float) -> ComponentHealth:
     try:
-        return await asyncio.wait_for(probe(), seconds)
+        async with asyncio.timeout(seconds):
+            return await probe()
     except TimeoutError:
         return ComponentHealth(status="down", detail={"error": f"no answer in {seconds} s"})
     except Exception as exc:
