@@ -9,14 +9,18 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cinemate import database, logs
 from cinemate.embedded import EmbeddedServerError
 from cinemate.infrastructure import Infrastructure
 from cinemate.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from cinemate.app import Services
 
 log = logging.getLogger("cinemate.cli")
 
@@ -38,126 +42,103 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _serve(settings: Settings, host: str, port: int) -> None:
-    from cinemate.app import build_app, open_services
-    from cinemate.server import server as http_server
+@asynccontextmanager
+async def _running(settings: Settings, *, run_projections: bool | None) -> AsyncIterator[Services]:
+    """The servers (embedded or configured) and the open services, closed on the way out."""
+    from cinemate.app import open_services
 
-    sock = _listen(host, port)
     infra = await asyncio.to_thread(Infrastructure.start, settings)
     try:
         async with AsyncExitStack() as stack:
-            services = await open_services(settings, infra.database_url, infra.redis_url, stack)
-            server = http_server(build_app(services), host, port)
-            log.info("serving", extra={"host": host, "port": port})
-            await server.serve(sockets=[sock])
+            yield await open_services(
+                settings,
+                infra.database_url,
+                infra.redis_url,
+                stack,
+                run_projections=run_projections,
+            )
     finally:
         await asyncio.to_thread(infra.stop)
+
+
+async def _serve(settings: Settings, host: str, port: int) -> None:
+    from cinemate.app import build_app
+    from cinemate.server import server as http_server
+
+    sock = _listen(host, port)
+    async with _running(settings, run_projections=None) as services:
+        server = http_server(build_app(services), host, port)
+        log.info("serving", extra={"host": host, "port": port})
+        await server.serve(sockets=[sock])
 
 
 async def _worker(settings: Settings) -> None:
     """Projections only: follow the store until SIGTERM/SIGINT."""
-    from cinemate.app import open_services
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    infra = await asyncio.to_thread(Infrastructure.start, settings)
-    try:
-        async with AsyncExitStack() as stack:
-            services = await open_services(
-                settings, infra.database_url, infra.redis_url, stack, run_projections=True
-            )
-            log.info("projecting", extra={"projections": list(services.projections)})
-            await stop.wait()
-    finally:
-        await asyncio.to_thread(infra.stop)
+    async with _running(settings, run_projections=True) as services:
+        log.info("projecting", extra={"projections": list(services.projections)})
+        await stop.wait()
 
 
 async def _replay(settings: Settings, names: list[str]) -> None:
     from tqdm import tqdm
 
-    from cinemate.app import open_services
     from projections.rebuild import rebuild
 
-    infra = await asyncio.to_thread(Infrastructure.start, settings)
-    try:
-        async with AsyncExitStack() as stack:
-            services = await open_services(
-                settings, infra.database_url, infra.redis_url, stack, run_projections=False
+    async with _running(settings, run_projections=False) as services:
+        unknown = sorted(set(names) - set(services.projections))
+        if unknown:
+            raise SystemExit(
+                f"cinemate: unknown projection(s) {', '.join(unknown)}; "
+                f"known: {', '.join(services.projections)}"
             )
-            unknown = sorted(set(names) - set(services.projections))
-            if unknown:
-                raise SystemExit(
-                    f"cinemate: unknown projection(s) {', '.join(unknown)}; "
-                    f"known: {', '.join(services.projections)}"
-                )
-            for name in names or list(services.projections):
-                with tqdm(desc=f"replay {name}", unit="ev", unit_scale=True) as bar:
+        for name in names or list(services.projections):
+            with tqdm(desc=f"replay {name}", unit="ev", unit_scale=True) as bar:
 
-                    def show(done: int, total: int, bar: tqdm = bar) -> None:
-                        bar.total = total
-                        bar.update(done - bar.n)
+                def show(done: int, total: int, bar: tqdm = bar) -> None:
+                    bar.total = total
+                    bar.update(done - bar.n)
 
-                    started = time.perf_counter()
-                    applied = await rebuild(
-                        services.pool, services.projections[name], progress=show
-                    )
-                seconds = time.perf_counter() - started
-                print(
-                    f"{name}: {applied} events in {seconds:.1f} s "
-                    f"({applied / max(seconds, 1e-9):,.0f} events/s), swapped in"
-                )
-    finally:
-        await asyncio.to_thread(infra.stop)
+                started = time.perf_counter()
+                applied = await rebuild(services.pool, services.projections[name], progress=show)
+            seconds = time.perf_counter() - started
+            print(
+                f"{name}: {applied} events in {seconds:.1f} s "
+                f"({applied / max(seconds, 1e-9):,.0f} events/s), swapped in"
+            )
 
 
 async def _import(settings: Settings, data_dir: Path) -> None:
     from tqdm import tqdm
 
-    from cinemate.app import open_services
     from cinemate.movielens import import_movielens
 
     for name in ("movies.csv", "ratings.csv"):
         if not (data_dir / name).is_file():
             raise SystemExit(f"cinemate: {data_dir / name} not found (a MovieLens-format folder)")
-    infra = await asyncio.to_thread(Infrastructure.start, settings)
-    try:
-        async with AsyncExitStack() as stack:
-            services = await open_services(
-                settings, infra.database_url, infra.redis_url, stack, run_projections=False
-            )
-            with tqdm(desc="import ratings", unit="ev", unit_scale=True) as bar:
-                counts = await import_movielens(
-                    services.pool, services.committer, data_dir, bar.update
-                )
-            print(
-                f"imported {counts['movies']} movies; ratings: {counts['accepted']} stored, "
-                f"{counts['duplicate']} already there (re-running an import is safe)"
-            )
-    finally:
-        await asyncio.to_thread(infra.stop)
+    async with _running(settings, run_projections=False) as services:
+        with tqdm(desc="import ratings", unit="ev", unit_scale=True) as bar:
+            counts = await import_movielens(services.pool, services.committer, data_dir, bar.update)
+    print(
+        f"imported {counts['movies']} movies; ratings: {counts['accepted']} stored, "
+        f"{counts['duplicate']} already there (re-running an import is safe)"
+    )
 
 
 async def _train(settings: Settings, output: Path | None) -> None:
     from tqdm import tqdm
 
-    from cinemate.app import open_services
     from cinemate.movielens import read_interactions
     from model.artifacts import save_model
     from model.holdout import holdout_metrics
     from model.recommender import train
 
-    infra = await asyncio.to_thread(Infrastructure.start, settings)
-    try:
-        async with AsyncExitStack() as stack:
-            services = await open_services(
-                settings, infra.database_url, infra.redis_url, stack, run_projections=False
-            )
-            with tqdm(desc="read store", unit="ev", unit_scale=True) as bar:
-                interactions, position = await read_interactions(services.pool, bar.update)
-    finally:
-        await asyncio.to_thread(infra.stop)
+    async with _running(settings, run_projections=False) as services:
+        with tqdm(desc="read store", unit="ev", unit_scale=True) as bar:
+            interactions, position = await read_interactions(services.pool, bar.update)
     if not interactions:
         raise SystemExit("cinemate: the store holds no interactions to train on")
     metrics = await asyncio.to_thread(holdout_metrics, interactions)
