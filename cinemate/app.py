@@ -29,6 +29,7 @@ from command_side.http import (
     admin_command_routes,
     command_routes,
 )
+from command_side.outbox_relay import OutboxRelay
 from projections.catalog import GenreLookup
 from projections.projection import Projection
 from projections.rebuild import RebuildInProgress, rebuild
@@ -66,6 +67,7 @@ class Services:
     genres: GenreLookup
     projections: dict[str, Projection]
     models: ModelHolder = field(default_factory=ModelHolder)
+    listener: StoreListener | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     rebuilds: dict[str, asyncio.Task[int]] = field(default_factory=dict)
 
@@ -105,10 +107,25 @@ async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def store_listener(services: Services) -> StoreListener:
+    """One LISTEN connection per process, shared by everything that follows the store."""
+    if services.listener is None:
+        services.listener = StoreListener(database.asyncpg_dsn(services.database_url))
+        services.tasks.append(asyncio.create_task(services.listener.run(), name="store-listener"))
+    return services.listener
+
+
+def start_relay(services: Services) -> None:
+    """Publish the store to Kafka from this process."""
+    assert services.settings.kafka_bootstrap_servers is not None
+    relay = OutboxRelay(services.pool, services.settings.kafka_bootstrap_servers)
+    wake = store_listener(services).subscribe()
+    services.tasks.append(asyncio.create_task(relay.run(wake), name="kafka-relay"))
+
+
 def start_projectors(services: Services) -> None:
-    """Follow the store in this process: one projector per projection, one listener."""
-    listener = StoreListener(database.asyncpg_dsn(services.database_url))
-    services.tasks.append(asyncio.create_task(listener.run(), name="store-listener"))
+    """Follow the store in this process: one projector pass for all projections."""
+    listener = store_listener(services)
     projector = Projector(
         services.pool,
         list(services.projections.values()),
@@ -124,7 +141,10 @@ async def open_services(
     stack: AsyncExitStack,
     *,
     run_projections: bool | None = None,
+    run_relay: bool | None = None,
 ) -> Services:
+    """Open everything; `run_projections` / `run_relay` default to what the settings say
+    (ENABLE_CONSUMERS; ENABLE_KAFKA with brokers configured)."""
     pool = await database.create_pool(database_url, max_size=16)
     stack.push_async_callback(_close_pool, pool)
     async with pool.acquire() as conn:
@@ -146,6 +166,9 @@ async def open_services(
     await services.models.load_initial(settings.model_path, models_dir(settings))
     if settings.enable_consumers if run_projections is None else run_projections:
         start_projectors(services)
+    kafka_on = settings.enable_kafka and settings.kafka_bootstrap_servers is not None
+    if kafka_on if run_relay is None else run_relay:
+        start_relay(services)
     return services
 
 
@@ -163,7 +186,13 @@ def health_probes(services: Services) -> dict[str, Probe]:
         return ComponentHealth(status="ok")
 
     async def kafka() -> ComponentHealth:
-        return ComponentHealth(status="disabled")
+        if not (services.settings.enable_kafka and services.settings.kafka_bootstrap_servers):
+            return ComponentHealth(status="disabled")
+        async with services.pool.acquire(timeout=2) as conn:
+            report = await projection_status(conn, ["kafka_relay"])
+        relay = report[0]
+        behind = (relay["lag_seconds"] or 0) > LAG_DEGRADED_SECONDS or relay["state"] == "stopped"
+        return ComponentHealth(status="degraded" if behind else "ok", detail={"relay": relay})
 
     async def model() -> ComponentHealth:
         served = services.models.current

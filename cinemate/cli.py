@@ -43,7 +43,9 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 @asynccontextmanager
-async def _running(settings: Settings, *, run_projections: bool | None) -> AsyncIterator[Services]:
+async def _running(
+    settings: Settings, *, run_projections: bool | None, run_relay: bool | None = False
+) -> AsyncIterator[Services]:
     """The servers (embedded or configured) and the open services, closed on the way out."""
     from cinemate.app import open_services
 
@@ -56,6 +58,7 @@ async def _running(settings: Settings, *, run_projections: bool | None) -> Async
                 infra.redis_url,
                 stack,
                 run_projections=run_projections,
+                run_relay=run_relay,
             )
     finally:
         await asyncio.to_thread(infra.stop)
@@ -66,7 +69,7 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
     from cinemate.server import server as http_server
 
     sock = _listen(host, port)
-    async with _running(settings, run_projections=None) as services:
+    async with _running(settings, run_projections=None, run_relay=None) as services:
         server = http_server(build_app(services), host, port)
         log.info("serving", extra={"host": host, "port": port})
         await server.serve(sockets=[sock])
@@ -78,8 +81,21 @@ async def _worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with _running(settings, run_projections=True) as services:
+    async with _running(settings, run_projections=True, run_relay=False) as services:
         log.info("projecting", extra={"projections": list(services.projections)})
+        await stop.wait()
+
+
+async def _relay(settings: Settings) -> None:
+    """Kafka publishing only, until SIGTERM/SIGINT."""
+    if not settings.kafka_bootstrap_servers:
+        raise SystemExit("cinemate: KAFKA_BOOTSTRAP_SERVERS is not set")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with _running(settings, run_projections=False, run_relay=True):
+        log.info("relaying", extra={"brokers": settings.kafka_bootstrap_servers})
         await stop.wait()
 
 
@@ -220,6 +236,13 @@ def parser() -> argparse.ArgumentParser:
         "tables and swap them in atomically once caught up. A running service keeps "
         "answering meanwhile.",
     )
+    sub.add_parser(
+        "relay",
+        help="publish the event store to Kafka (outbox relay) only",
+        description="Publish every stored event, in store order, to the interaction_events "
+        "topic (feedback also to model_feedback), advancing the checkpoint in PostgreSQL "
+        "only after Kafka acknowledged. Needs KAFKA_BOOTSTRAP_SERVERS.",
+    )
     importer = sub.add_parser(
         "import",
         help="load a MovieLens-format folder: catalog, then ratings as events",
@@ -276,6 +299,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             _run(_worker(settings))
         elif args.command in ("replay", "rebuild"):
             _run(_replay(settings, args.projections))
+        elif args.command == "relay":
+            _run(_relay(settings))
         elif args.command == "import":
             _run(_import(settings, args.movielens))
         elif args.command == "train":
