@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 import time
+import warnings
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -285,6 +286,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    # pgserver asks platformdirs for a runtime dir, which warns on every start when
+    # XDG_RUNTIME_DIR is unset (as for root); the fallback it takes is fine.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
