@@ -1,0 +1,25 @@
+# The cinemate service image: API (`cinemate serve`), projection worker (`cinemate worker`)
+# and Kafka relay (`cinemate relay`) all run from it. Slim, pinned, non-root.
+FROM python:3.11.10-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    CINEMATE_DATA_DIR=/var/lib/cinemate
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY cinemate ./cinemate
+COPY command_side ./command_side
+COPY query_side ./query_side
+COPY projections ./projections
+COPY model ./model
+COPY schema ./schema
+RUN pip install . \
+    && useradd --system --uid 10001 --home-dir /var/lib/cinemate --create-home cinemate
+
+USER cinemate
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+    CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/api/v1/health/live', timeout=2).status != 200)"
+CMD ["cinemate", "serve", "--host", "0.0.0.0", "--port", "8000"]
