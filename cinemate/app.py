@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from cinemate import database
 from cinemate.docs import docs_routes
+from cinemate.metrics import MeasureRequests, Metrics, metrics_route, set_lags
 from cinemate.middleware import RequestContext
 from cinemate.settings import Settings
 from command_side.catalog import catalog_routes
@@ -67,6 +68,7 @@ class Services:
     genres: GenreLookup
     projections: dict[str, Projection]
     models: ModelHolder = field(default_factory=ModelHolder)
+    metrics: Metrics = field(default_factory=Metrics)
     listener: StoreListener | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     rebuilds: dict[str, asyncio.Task[int]] = field(default_factory=dict)
@@ -151,16 +153,25 @@ async def open_services(
         await database.migrate(conn)
     redis = aioredis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
     stack.push_async_callback(redis.aclose)
+    metrics = Metrics()
     committer = GroupCommitter(
         pool,
         concurrency=settings.group_commit_concurrency,
         max_pending_events=settings.max_pending_events,
+        on_committed=metrics.count_outcomes,
     )
     committer.start()
     stack.push_async_callback(committer.stop)
     genres = GenreLookup()
     services = Services(
-        settings, database_url, pool, redis, committer, genres, make_projections(redis, genres)
+        settings,
+        database_url,
+        pool,
+        redis,
+        committer,
+        genres,
+        make_projections(redis, genres),
+        metrics=metrics,
     )
     stack.push_async_callback(lambda: _cancel([*services.tasks, *services.rebuilds.values()]))
     await services.models.load_initial(settings.model_path, models_dir(settings))
@@ -260,6 +271,22 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), exc.detail)
 
 
+def metrics_refresher(services: Services) -> Any:
+    async def refresh() -> None:
+        async with services.pool.acquire(timeout=2) as conn:
+            report = await projection_status(conn, [*services.projections, "kafka_relay"])
+        set_lags(
+            services.metrics,
+            [r for r in report if r["name"] in services.projections or r["lag_events"] is not None],
+        )
+        services.metrics.model.clear()
+        served = services.models.current
+        version = served.model.metadata.get("version") if served else "popularity"
+        services.metrics.model.labels(str(version)).set(1)
+
+    return refresh
+
+
 def build_app(services: Services) -> Starlette:
     async def refresh(user_id: str) -> dict[str, Any] | None:
         return await refresh_user(services.pool, services.redis, services.genres, user_id)
@@ -288,9 +315,13 @@ def build_app(services: Services) -> Starlette:
             )
         ),
         *docs_routes(openapi.build()),
+        metrics_route(services.metrics, metrics_refresher(services)),
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(RequestContext)],
+        middleware=[
+            Middleware(RequestContext),
+            Middleware(MeasureRequests, metrics=services.metrics),
+        ],
         exception_handlers={HTTPException: _http_error},
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -54,8 +54,10 @@ class GroupCommitter:
         concurrency: int = 2,
         max_group_events: int = 5000,
         max_pending_events: int = 50_000,
+        on_committed: Callable[[list[str]], None] | None = None,
     ) -> None:
         self._pool = pool
+        self._on_committed = on_committed
         self._concurrency = concurrency
         self._max_group_events = max_group_events
         self._max_pending_events = max_pending_events
@@ -152,6 +154,8 @@ class GroupCommitter:
         for pending, answers in zip(batch, results, strict=True):
             if not pending.future.done():
                 pending.future.set_result(answers)
+        if self._on_committed is not None:
+            self._on_committed([r.outcome for answers in results for r in answers])
 
     def _fail(self, group: list[_Pending], exc: BaseException) -> None:
         for pending in group:

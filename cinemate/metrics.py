@@ -1,0 +1,114 @@
+"""Prometheus metrics: HTTP traffic by route, appended events, lags, the served model."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class Metrics:
+    """One registry per app, so tests and several apps in a process stay apart."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "cinemate_http_requests_total",
+            "HTTP requests by route, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "cinemate_http_request_seconds",
+            "HTTP request latency by route (includes recommend and ingest)",
+            ["route", "method"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+        self.events = Counter(
+            "cinemate_events_total",
+            "Events through the append path, by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.lag_events = Gauge(
+            "cinemate_projection_lag_events",
+            "Events not yet applied, per projection (kafka_relay: not yet published)",
+            ["projection"],
+            registry=self.registry,
+        )
+        self.lag_seconds = Gauge(
+            "cinemate_projection_lag_seconds",
+            "Age of the oldest event not yet applied",
+            ["projection"],
+            registry=self.registry,
+        )
+        self.model = Gauge(
+            "cinemate_model_info",
+            "The model being served (value 1)",
+            ["version"],
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "cinemate_dlq_messages_total",
+            "Messages sent to the dead-letter topic",
+            registry=self.registry,
+        )
+
+    def count_outcomes(self, outcomes: list[str]) -> None:
+        for outcome in outcomes:
+            self.events.labels(outcome).inc()
+
+
+class MeasureRequests:
+    """ASGI middleware: latency and status per route template (never per raw path)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            method = scope["method"]
+            self.metrics.requests.labels(template, method, str(status)).inc()
+            self.metrics.latency.labels(template, method).observe(time.perf_counter() - started)
+
+
+Refresh = Callable[[], Awaitable[None]]
+
+
+def metrics_route(metrics: Metrics, refresh: Refresh) -> Route:
+    async def endpoint(request: Request) -> Response:
+        await refresh()
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return Route("/metrics", endpoint, methods=["GET"])
+
+
+def set_lags(metrics: Metrics, report: list[dict[str, Any]]) -> None:
+    for row in report:
+        metrics.lag_events.labels(row["name"]).set(row["lag_events"] or 0)
+        metrics.lag_seconds.labels(row["name"]).set(row["lag_seconds"] or 0)
