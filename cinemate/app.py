@@ -23,12 +23,14 @@ from cinemate.metrics import MeasureRequests, Metrics, metrics_route, set_lags
 from cinemate.middleware import RequestContext
 from cinemate.settings import Settings
 from command_side.catalog import catalog_routes
+from command_side.forget import forget_user
 from command_side.group_commit import GroupCommitter
 from command_side.http import (
     RebuildRefused,
     UnknownProjection,
     admin_command_routes,
     command_routes,
+    forget_routes,
 )
 from command_side.outbox_relay import OutboxRelay
 from projections.catalog import GenreLookup
@@ -299,8 +301,13 @@ def build_app(services: Services) -> Starlette:
         projection_names=list(services.projections),
         admin_token=services.settings.admin_token,
     )
+
+    async def forget(user_id: str) -> int:
+        return await forget_user(services.pool, services.redis, user_id, list(services.projections))
+
     routes = [
         *command_routes(services.committer),
+        *forget_routes(forget, services.settings.admin_token),
         *admin_command_routes(rebuild_starter(services), services.settings.admin_token),
         *catalog_routes(services.pool, services.settings.admin_token),
         *query_routes(queries),

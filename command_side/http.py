@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from command_side.event_store import AppendResult
-from command_side.group_commit import GroupCommitter, Overloaded, StoreUnavailable
+from command_side.group_commit import (
+    UNAVAILABLE_ERRORS,
+    GroupCommitter,
+    Overloaded,
+    StoreUnavailable,
+)
 from command_side.new_events import new_event
 from command_side.request_body import BadRequest, parse, read_json_body
 from schema.commands import ADAPTERS, BatchCommand, Command
@@ -136,4 +142,35 @@ def admin_command_routes(start_rebuild: StartRebuild, admin_token: str | None) -
             admin_only(rebuild, admin_token),
             methods=["POST"],
         )
+    ]
+
+
+Forget = Callable[[str], Awaitable[int]]
+
+
+def forget_routes(forget: Forget, admin_token: str | None) -> list[Route]:
+    async def forget_user(request: Request) -> Response:
+        user_id = request.path_params["user_id"]
+        try:
+            parse(ADAPTERS["user_id"], orjson.dumps(user_id))
+        except BadRequest:
+            return error_response(
+                422,
+                "validation_error",
+                [
+                    {
+                        "loc": ["path", "user_id"],
+                        "msg": "1-64 characters from [A-Za-z0-9_.:-]",
+                        "type": "string_pattern_mismatch",
+                    }
+                ],
+            )
+        try:
+            erased = await forget(user_id)
+        except UNAVAILABLE_ERRORS as exc:
+            return unavailable(f"event store unavailable: {exc}")
+        return JSONResponse({"user_id": user_id, "erased_events": erased, "status": "forgotten"})
+
+    return [
+        Route("/api/v1/users/{user_id}", admin_only(forget_user, admin_token), methods=["DELETE"])
     ]

@@ -147,3 +147,5 @@ class MovieCommand(BaseModel):
 
 
 ADAPTERS["movie"] = TypeAdapter(MovieCommand)
+
+ADAPTERS["user_id"] = TypeAdapter(Identifier)

@@ -243,6 +243,22 @@ OPERATIONS: list[Operation] = [
         admin=True,
     ),
     Operation(
+        "delete",
+        "/api/v1/users/{user_id}",
+        "Forget a user: events, read-model rows and cache entries, in one operation",
+        "admin",
+        None,
+        {
+            200: None,
+            401: responses.ErrorBody,
+            403: responses.ErrorBody,
+            422: responses.ErrorBody,
+            503: responses.ErrorBody,
+        },
+        (USER_ID,),
+        admin=True,
+    ),
+    Operation(
         "get",
         "/api/v1/health",
         "Health of every component",

@@ -1,0 +1,56 @@
+"""Forget a user: their events, read-model rows and cache entries go in one transaction.
+
+The store's delete trigger lets through only the user named in the transaction-local
+setting cinemate.forget_user. The projections' locks are held meanwhile, so no batch
+in flight can write the user's rows back. The audit trail keeps that an erasure
+happened and how many events it removed, but not whose.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from schema.cache import features_key
+
+READ_MODEL_DELETES = (
+    "DELETE FROM user_features WHERE user_id = $1",
+    "DELETE FROM audit_events WHERE user_id = $1",
+    "DELETE FROM model_feedback WHERE user_id = $1",
+    "DELETE FROM recommendations WHERE user_id = $1",
+)
+
+
+async def forget_user(
+    pool: asyncpg.Pool, redis: aioredis.Redis, user_id: str, projections: Sequence[str]
+) -> int:
+    """Erase everything about `user_id`; returns how many events were removed."""
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            await conn.execute(
+                "SELECT set_config('cinemate.forget_user', $1, true),"
+                " pg_advisory_xact_lock(hashtextextended(k, 0))"
+                " FROM unnest($2::text[]) AS k ORDER BY k",
+                user_id,
+                sorted(f"projection:{name}" for name in projections),
+            )
+            erased = await conn.fetch(
+                "DELETE FROM interaction_events WHERE originator_id = $1 RETURNING position",
+                user_id,
+            )
+            for sql in READ_MODEL_DELETES:
+                await conn.execute(sql, user_id)
+            await conn.execute(
+                "INSERT INTO audit_events (event_id, stage, position, user_id, event_type, detail)"
+                " VALUES ($1, 'erased', 0, '', 'forget', $2::jsonb)",
+                uuid.uuid4(),
+                f'{{"events": {len(erased)}}}',
+            )
+    try:
+        await redis.delete(features_key(user_id))
+    except (aioredis.RedisError, OSError):
+        pass  # PostgreSQL no longer has the row; a stale cache entry is gone on expiry
+    return len(erased)
