@@ -145,6 +145,22 @@ async def _import(settings: Settings, data_dir: Path) -> None:
     )
 
 
+async def _demo(settings: Settings) -> None:
+    from tqdm import tqdm
+
+    from cinemate.demo import load_demo
+
+    async with _running(settings, run_projections=False) as services:
+        with tqdm(desc="demo events", unit="ev", unit_scale=True) as bar:
+            counts = await load_demo(services.pool, services.committer, bar.update)
+    print(
+        f"demo catalog: {counts['movies']} movies; events: {counts['accepted']} stored, "
+        f"{counts['duplicate']} already there"
+    )
+    await _train(settings, None)
+    print("now: cinemate serve, then GET /api/v1/recommend/viewer1")
+
+
 async def _train(settings: Settings, output: Path | None) -> None:
     from tqdm import tqdm
 
@@ -258,6 +274,13 @@ def parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="folder with movies.csv and ratings.csv",
     )
+    sub.add_parser(
+        "demo",
+        help="load a generated catalog and viewers, then train: recommendations at once",
+        description="Generate 300 movies and ~9,000 interactions of 400 viewers with clear "
+        "genre tastes, store them through the batch path (idempotent), and train a model "
+        "into the data dir. Then `cinemate serve` recommends for viewer1..viewer400.",
+    )
     trainer = sub.add_parser(
         "train",
         help="train the recommender from the event store and write its artifact",
@@ -307,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             _run(_relay(settings))
         elif args.command == "import":
             _run(_import(settings, args.movielens))
+        elif args.command == "demo":
+            _run(_demo(settings))
         elif args.command == "train":
             _run(_train(settings, args.output))
         elif args.command == "evaluate":
