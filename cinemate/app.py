@@ -302,8 +302,16 @@ def build_app(services: Services) -> Starlette:
         admin_token=services.settings.admin_token,
     )
 
+    kafka_on = bool(services.settings.enable_kafka and services.settings.kafka_bootstrap_servers)
+
     async def forget(user_id: str) -> int:
-        return await forget_user(services.pool, services.redis, user_id, list(services.projections))
+        return await forget_user(
+            services.pool,
+            services.redis,
+            user_id,
+            list(services.projections),
+            tombstones=kafka_on,
+        )
 
     routes = [
         *command_routes(services.committer),

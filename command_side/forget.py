@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from schema.cache import features_key
 
+TOMBSTONE_TOPICS = ("interaction_events", "processed_features")
 READ_MODEL_DELETES = (
     "DELETE FROM user_features WHERE user_id = $1",
     "DELETE FROM audit_events WHERE user_id = $1",
@@ -25,7 +26,12 @@ READ_MODEL_DELETES = (
 
 
 async def forget_user(
-    pool: asyncpg.Pool, redis: aioredis.Redis, user_id: str, projections: Sequence[str]
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    user_id: str,
+    projections: Sequence[str],
+    *,
+    tombstones: bool = False,
 ) -> int:
     """Erase everything about `user_id`; returns how many events were removed."""
     async with pool.acquire() as conn:
@@ -43,6 +49,15 @@ async def forget_user(
             )
             for sql in READ_MODEL_DELETES:
                 await conn.execute(sql, user_id)
+            # Compacted consumers drop the user's key on a null value: a tombstone per topic
+            # keyed by user, published by the relay when Kafka is on.
+            if tombstones:
+                await conn.execute(
+                    "INSERT INTO kafka_outbox (topic, key, value)"
+                    " SELECT t, $1, NULL FROM unnest($2::text[]) AS t",
+                    user_id,
+                    list(TOMBSTONE_TOPICS),
+                )
             await conn.execute(
                 "INSERT INTO audit_events (event_id, stage, position, user_id, event_type, detail)"
                 " VALUES ($1, 'erased', 0, '', 'forget', $2::jsonb)",

@@ -117,6 +117,25 @@ class OutboxRelay:
                 )
         await asyncio.gather(*deliveries)
 
+    async def publish_outbox(self, producer: AIOKafkaProducer) -> int:
+        """Messages written for Kafka outside the event stream (tombstones), oldest first;
+        each row is deleted only after Kafka acknowledged it."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT id, topic, key, value FROM kafka_outbox ORDER BY id LIMIT 500"
+            )
+            if not rows:
+                return 0
+            deliveries = [
+                await producer.send(row["topic"], row["value"], key=row["key"].encode())
+                for row in rows
+            ]
+            await asyncio.gather(*deliveries)
+            await conn.execute(
+                "DELETE FROM kafka_outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+            )
+        return len(rows)
+
     async def step(self, producer: AIOKafkaProducer) -> int:
         """Publish one batch and, once Kafka has acknowledged all of it, checkpoint it."""
         async with self.pool.acquire() as conn:
@@ -159,6 +178,8 @@ class OutboxRelay:
                 await producer.start()
                 while True:
                     while await self.step(producer) >= self.batch_size:
+                        pass
+                    while await self.publish_outbox(producer):
                         pass
                     failures = 0
                     try:

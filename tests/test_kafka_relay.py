@@ -142,3 +142,43 @@ async def test_kafka_down_while_accepting_then_everything_is_published(
         if orjson.loads(m.value)["user_id"] == "outage"
     }
     assert len(outage) == 40
+
+
+async def test_a_forgotten_user_gets_a_tombstone(settings: Settings, broker: KafkaBroker) -> None:
+    settings = dataclasses.replace(with_kafka(settings, broker), admin_token="s3cret")
+    assert settings.database_url and settings.redis_url
+    async with AsyncExitStack() as stack:
+        services = await open_services(settings, settings.database_url, settings.redis_url, stack)
+        transport = httpx.ASGITransport(app=build_app(services))
+        async with httpx.AsyncClient(transport=transport, base_url="http://c") as http:
+            await http.post(
+                "/api/v1/events/rating", json={"user_id": "gone", "movie_id": "m1", "rating": 3}
+            )
+            answer = await http.delete(
+                "/api/v1/users/gone", headers={"Authorization": "Bearer s3cret"}
+            )
+            assert answer.status_code == 200
+            consumer = AIOKafkaConsumer(
+                "interaction_events",
+                bootstrap_servers=broker.bootstrap_servers,
+                auto_offset_reset="earliest",
+                enable_auto_commit=False,
+            )
+            await consumer.start()
+            tombstones = []
+            try:
+                deadline = time.monotonic() + 60
+                while not tombstones and time.monotonic() < deadline:
+                    for records in (await consumer.getmany(timeout_ms=500)).values():
+                        tombstones += [m for m in records if m.key == b"gone" and m.value is None]
+            finally:
+                await consumer.stop()
+            left = -1
+            for _ in range(100):  # the relay deletes a row once Kafka acknowledged it
+                async with services.pool.acquire() as conn:
+                    left = await conn.fetchval("SELECT count(*) FROM kafka_outbox")
+                if left == 0:
+                    break
+                await asyncio.sleep(0.05)
+    assert tombstones
+    assert left == 0
