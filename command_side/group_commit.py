@@ -29,6 +29,9 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
+    # A connection cut mid-operation can leave asyncpg's protocol in a state it reports
+    # this way; the outcome is unknown, so the client retries with the same event id.
+    asyncpg.InternalClientError,
 )
 
 

@@ -23,7 +23,14 @@ from schema.http import JSONResponse, admin_only, error_response, unavailable
 from schema.responses import UserEvents
 
 _IDENTIFIER: TypeAdapter[str] = TypeAdapter(Identifier)
-_STORE_DOWN = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+_STORE_DOWN = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.CannotConnectNowError,
+)
 
 Refresh = Callable[[str], Awaitable[dict[str, Any] | None]]
 
