@@ -35,7 +35,11 @@ def _not_far_future(value: datetime) -> datetime:
 
 
 def _small_context(value: dict[str, Any]) -> dict[str, Any]:
-    if len(orjson.dumps(value)) > MAX_CONTEXT_BYTES:
+    try:
+        encoded = orjson.dumps(value)
+    except TypeError:
+        raise ValueError("context holds a number outside the 64-bit range") from None
+    if len(encoded) > MAX_CONTEXT_BYTES:
         raise ValueError(f"context is larger than {MAX_CONTEXT_BYTES} bytes once encoded")
     return value
 
