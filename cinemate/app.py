@@ -146,6 +146,7 @@ async def open_services(
     *,
     run_projections: bool | None = None,
     run_relay: bool | None = None,
+    load_model: bool = True,
 ) -> Services:
     """Open everything; `run_projections` / `run_relay` default to what the settings say
     (ENABLE_CONSUMERS; ENABLE_KAFKA with brokers configured)."""
@@ -176,7 +177,8 @@ async def open_services(
         metrics=metrics,
     )
     stack.push_async_callback(lambda: _cancel([*services.tasks, *services.rebuilds.values()]))
-    await services.models.load_initial(settings.model_path, models_dir(settings))
+    if load_model:
+        await services.models.load_initial(settings.model_path, models_dir(settings))
     if settings.enable_consumers if run_projections is None else run_projections:
         start_projectors(services)
     kafka_on = settings.enable_kafka and settings.kafka_bootstrap_servers is not None

@@ -45,7 +45,11 @@ def _listen(host: str, port: int) -> socket.socket:
 
 @asynccontextmanager
 async def _running(
-    settings: Settings, *, run_projections: bool | None, run_relay: bool | None = False
+    settings: Settings,
+    *,
+    run_projections: bool | None,
+    run_relay: bool | None = False,
+    serving: bool = False,
 ) -> AsyncIterator[Services]:
     """The servers (embedded or configured) and the open services, closed on the way out."""
     from cinemate.app import open_services
@@ -60,6 +64,7 @@ async def _running(
                 stack,
                 run_projections=run_projections,
                 run_relay=run_relay,
+                load_model=serving,
             )
     finally:
         await asyncio.to_thread(infra.stop)
@@ -70,7 +75,7 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
     from cinemate.server import server as http_server
 
     sock = _listen(host, port)
-    async with _running(settings, run_projections=None, run_relay=None) as services:
+    async with _running(settings, run_projections=None, run_relay=None, serving=True) as services:
         server = http_server(build_app(services), host, port)
         log.info("serving", extra={"host": host, "port": port})
         await server.serve(sockets=[sock])

@@ -14,7 +14,7 @@ import asyncpg
 from command_side.catalog import upsert_movies
 from command_side.group_commit import GroupCommitter
 from command_side.new_events import new_event
-from model.interactions import Interaction
+from model.interactions import FEEDBACK_WEIGHTS, Interaction
 from schema import events
 from schema.commands import MovieCommand, RatingCommand
 
@@ -23,7 +23,6 @@ from schema.commands import MovieCommand, RatingCommand
 MOVIELENS_NAMESPACE = uuid.UUID("6f1c1e52-3a55-4c36-9a2b-2c7d1b0f8e41")
 CHUNK = 1000
 _YEAR = re.compile(r"\((\d{4})\)\s*$")
-FEEDBACK_WEIGHTS = {"like": 1.0, "watch": 0.8, "click": 0.5, "dismiss": -0.5, "dislike": -1.0}
 
 Progress = Callable[[int], None]
 

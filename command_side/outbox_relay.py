@@ -20,7 +20,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from projections.store_feed import Checkpoint, StoredRecord, read_after
+from projections.runner import ENSURE_CHECKPOINT_SQL, load_checkpoint, save_checkpoint
+from projections.store_feed import StoredRecord, read_after
 from schema import events
 
 log = logging.getLogger("cinemate.relay")
@@ -35,15 +36,6 @@ TOPIC_PARTITIONS = {
     "interaction_events_dlq": 1,
 }
 
-CHECKPOINT_SQL = (
-    "SELECT tx_id::text::bigint AS tx, position FROM projection_checkpoints WHERE name = $1"
-)
-ENSURE_SQL = "INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING"
-SAVE_SQL = """
-UPDATE projection_checkpoints
-SET tx_id = $2::text::xid8, position = $3, updated_at = now(), heartbeat_at = now()
-WHERE name = $1
-"""
 AUDIT_SQL = """
 INSERT INTO audit_batches
     (stage, actor, first_tx_id, first_position, last_tx_id, last_position, events)
@@ -139,15 +131,14 @@ class OutboxRelay:
     async def step(self, producer: AIOKafkaProducer) -> int:
         """Publish one batch and, once Kafka has acknowledged all of it, checkpoint it."""
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(CHECKPOINT_SQL, RELAY)
-            checkpoint = Checkpoint(row["tx"], row["position"]) if row else Checkpoint()
+            checkpoint = await load_checkpoint(conn, RELAY)
             records = await read_after(conn, checkpoint, self.batch_size)
             if not records:
                 return 0
             await self._publish(producer, records)
             first, last = records[0].checkpoint, records[-1].checkpoint
             async with conn.transaction():
-                await conn.execute(SAVE_SQL, RELAY, str(last.tx_id), last.position)
+                await save_checkpoint(conn, RELAY, last)
                 await conn.execute(
                     AUDIT_SQL,
                     str(first.tx_id),
@@ -162,7 +153,7 @@ class OutboxRelay:
     async def run(self, wake: asyncio.Event, idle_seconds: float = 1.0) -> None:
         """Publish until cancelled; while Kafka is unreachable, retry with backoff."""
         async with self.pool.acquire() as conn:
-            await conn.execute(ENSURE_SQL, RELAY)
+            await conn.execute(ENSURE_CHECKPOINT_SQL, RELAY, "running")
         failures = 0
         while True:
             producer = AIOKafkaProducer(

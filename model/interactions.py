@@ -10,6 +10,14 @@ import numpy as np
 
 InteractionKind = Literal["watch", "rating", "favorite", "feedback"]
 KINDS: tuple[str, ...] = ("watch", "rating", "favorite", "feedback")
+# The implicit value of each reaction to a recommendation, as a "feedback" interaction.
+FEEDBACK_WEIGHTS: dict[str, float] = {
+    "like": 1.0,
+    "watch": 0.8,
+    "click": 0.5,
+    "dismiss": -0.5,
+    "dislike": -1.0,
+}
 
 
 @dataclass(frozen=True, slots=True)

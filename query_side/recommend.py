@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from model.interactions import Interaction, implicit_weights
+from model.interactions import FEEDBACK_WEIGHTS, Interaction, implicit_weights
 from model.recommender import HistoryItem, TrainedModel, histories
 
 COMPLETED = 0.9
-FEEDBACK_WEIGHTS = {"like": 1.0, "watch": 0.8, "click": 0.5, "dismiss": -0.5, "dislike": -1.0}
 
 
 @dataclass(frozen=True)
