@@ -34,6 +34,7 @@ from command_side.http import (
 )
 from command_side.outbox_relay import OutboxRelay
 from projections.catalog import GenreLookup
+from projections.kafka_consumer import ProjectionConsumer
 from projections.projection import Projection
 from projections.rebuild import RebuildInProgress, rebuild
 from projections.runner import Projector, StoreListener
@@ -80,9 +81,11 @@ def models_dir(settings: Settings) -> Path:
     return settings.data_dir / "models"
 
 
-def make_projections(redis: aioredis.Redis, genres: GenreLookup) -> dict[str, Projection]:
+def make_projections(
+    redis: aioredis.Redis, genres: GenreLookup, *, publish_features: bool = False
+) -> dict[str, Projection]:
     projections: list[Projection] = [
-        UserFeaturesProjection(redis, genres),
+        UserFeaturesProjection(redis, genres, publish=publish_features),
         ItemStatsProjection(),
         AuditProjection(),
         ModelFeedbackProjection(),
@@ -128,7 +131,10 @@ def start_relay(services: Services) -> None:
 
 
 def start_projectors(services: Services) -> None:
-    """Follow the store in this process: one projector pass for all projections."""
+    """Run the projections in this process, from the store or from Kafka."""
+    if services.settings.projection_source == "kafka":
+        start_consumer(services)
+        return
     listener = store_listener(services)
     projector = Projector(
         services.pool,
@@ -136,6 +142,17 @@ def start_projectors(services: Services) -> None:
         batch_size=services.settings.projection_batch_size,
     )
     services.tasks.append(asyncio.create_task(projector.run(listener.subscribe()), name="project"))
+
+
+def start_consumer(services: Services) -> None:
+    """Join the projections' consumer group on interaction_events."""
+    assert services.settings.kafka_bootstrap_servers is not None
+    consumer = ProjectionConsumer(
+        services.pool,
+        services.settings.kafka_bootstrap_servers,
+        list(services.projections.values()),
+    )
+    services.tasks.append(asyncio.create_task(consumer.run(), name="kafka-consumer"))
 
 
 async def open_services(
@@ -173,7 +190,7 @@ async def open_services(
         redis,
         committer,
         genres,
-        make_projections(redis, genres),
+        make_projections(redis, genres, publish_features=settings.kafka_on),
         metrics=metrics,
     )
     stack.push_async_callback(lambda: _cancel([*services.tasks, *services.rebuilds.values()]))
@@ -181,8 +198,7 @@ async def open_services(
         await services.models.load_initial(settings.model_path, models_dir(settings))
     if settings.enable_consumers if run_projections is None else run_projections:
         start_projectors(services)
-    kafka_on = settings.enable_kafka and settings.kafka_bootstrap_servers is not None
-    if kafka_on if run_relay is None else run_relay:
+    if settings.kafka_on if run_relay is None else run_relay:
         start_relay(services)
     return services
 
@@ -304,15 +320,13 @@ def build_app(services: Services) -> Starlette:
         admin_token=services.settings.admin_token,
     )
 
-    kafka_on = bool(services.settings.enable_kafka and services.settings.kafka_bootstrap_servers)
-
     async def forget(user_id: str) -> int:
         return await forget_user(
             services.pool,
             services.redis,
             user_id,
             list(services.projections),
-            tombstones=kafka_on,
+            tombstones=services.settings.kafka_on,
         )
 
     routes = [

@@ -26,6 +26,18 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name}={raw!r}: expected true or false")
 
 
+PROJECTION_SOURCES = ("store", "kafka")
+
+
+def _source(raw: str, brokers: str | None) -> str:
+    source = raw.strip().lower()
+    if source not in PROJECTION_SOURCES:
+        raise SettingsError(f"CINEMATE_PROJECTION_SOURCE={raw!r}: expected store or kafka")
+    if source == "kafka" and not brokers:
+        raise SettingsError("CINEMATE_PROJECTION_SOURCE=kafka needs KAFKA_BOOTSTRAP_SERVERS")
+    return source
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -40,6 +52,14 @@ class Settings:
     group_commit_concurrency: int
     max_pending_events: int
     projection_batch_size: int
+    # Where projection workers read events: the store itself, or interaction_events as
+    # a Kafka consumer group (several machines sharing the partitions).
+    projection_source: str = "store"
+
+    @property
+    def kafka_on(self) -> bool:
+        """Publish to Kafka: brokers are configured and ENABLE_KAFKA is not false."""
+        return self.enable_kafka and self.kafka_bootstrap_servers is not None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -59,4 +79,5 @@ class Settings:
             group_commit_concurrency=int(env.get("CINEMATE_COMMIT_CONCURRENCY") or 2),
             max_pending_events=int(env.get("CINEMATE_MAX_PENDING_EVENTS") or 50_000),
             projection_batch_size=int(env.get("CINEMATE_PROJECTION_BATCH") or 1000),
+            projection_source=_source(env.get("CINEMATE_PROJECTION_SOURCE") or "store", kafka),
         )

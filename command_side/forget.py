@@ -14,14 +14,17 @@ from collections.abc import Sequence
 import asyncpg
 import redis.asyncio as aioredis
 
+from schema import topics
 from schema.cache import features_key
 
-TOMBSTONE_TOPICS = ("interaction_events", "processed_features")
+TOMBSTONE_TOPICS = (topics.INTERACTIONS, topics.FEATURES)
 READ_MODEL_DELETES = (
     "DELETE FROM user_features WHERE user_id = $1",
     "DELETE FROM audit_events WHERE user_id = $1",
     "DELETE FROM model_feedback WHERE user_id = $1",
     "DELETE FROM recommendations WHERE user_id = $1",
+    # The user's next events start a new stream at version 1.
+    "DELETE FROM applied_streams WHERE user_id = $1",
 )
 
 

@@ -16,23 +16,9 @@ import asyncpg
 
 from command_side.event_store import AppendResult, append_group
 from command_side.new_events import NewEvent
+from projections.store_feed import UNAVAILABLE_ERRORS
 
 log = logging.getLogger("cinemate.command_side")
-
-# Errors that mean "the store cannot be reached", as opposed to a bug or bad data.
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    # A connection cut mid-operation can leave asyncpg's protocol in a state it reports
-    # this way; the outcome is unknown, so the client retries with the same event id.
-    asyncpg.InternalClientError,
-)
 
 
 class StoreUnavailable(RuntimeError):

@@ -5,7 +5,9 @@ The event store is the outbox. The relay reads committed events after its checkp
 producer (acks=all), waits for every delivery, and only then moves its checkpoint in
 PostgreSQL. Kafka being down only delays publishing: nothing acknowledged is skipped,
 and a crash between delivery and checkpoint republishes a batch, which consumers
-recognise by event id.
+recognise by event id. Messages that are not store events (feature documents,
+tombstones) are written to the kafka_outbox table by the transaction that decides them
+and deleted from it once Kafka has them.
 """
 
 from __future__ import annotations
@@ -15,77 +17,25 @@ import logging
 from collections.abc import Sequence
 
 import asyncpg
-import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 
+from projections.kafka_feed import ensure_topics, new_producer, to_message
 from projections.runner import ENSURE_CHECKPOINT_SQL, load_checkpoint, save_checkpoint
 from projections.store_feed import StoredRecord, read_after
-from schema import events
+from schema import topics
 
 log = logging.getLogger("cinemate.relay")
 
 RELAY = "kafka_relay"
-INTERACTIONS_TOPIC = "interaction_events"
-FEEDBACK_TOPIC = "model_feedback"
-TOPIC_PARTITIONS = {
-    INTERACTIONS_TOPIC: 6,
-    FEEDBACK_TOPIC: 3,
-    "processed_features": 6,
-    "interaction_events_dlq": 1,
-}
 
 AUDIT_SQL = """
 INSERT INTO audit_batches
     (stage, actor, first_tx_id, first_position, last_tx_id, last_position, events)
 VALUES ('published', 'kafka_relay', $1::text::xid8, $2, $3::text::xid8, $4, $5)
 """
-
-
-def envelope(record: StoredRecord) -> bytes:
-    event = record.decode()
-    return orjson.dumps(
-        {
-            "event_id": str(record.event_id),
-            "type": record.event_type,
-            "schema_version": record.schema_version,
-            "user_id": record.user_id,
-            "stream_version": record.stream_version,
-            "position": record.position,
-            "occurred_at": event.timestamp,
-            "recorded_at": record.recorded_at,
-            "payload": events.payload_of(event),
-        }
-    )
-
-
-def headers(record: StoredRecord) -> list[tuple[str, bytes]]:
-    return [
-        ("event_id", str(record.event_id).encode()),
-        ("event_type", record.event_type.encode()),
-        ("schema_version", str(record.schema_version).encode()),
-        ("position", str(record.position).encode()),
-    ]
-
-
-async def ensure_topics(bootstrap: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [
-            NewTopic(name, partitions, 1)
-            for name, partitions in TOPIC_PARTITIONS.items()
-            if name not in existing
-        ]
-        if missing:
-            try:
-                await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
-    finally:
-        await admin.close()
+STATE_SQL = """
+UPDATE projection_checkpoints SET state = $2, heartbeat_at = now() WHERE name = $1
+"""
 
 
 class OutboxRelay:
@@ -99,22 +49,22 @@ class OutboxRelay:
         deliveries = []
         for record in records:
             key = record.user_id.encode()
-            value = envelope(record)
+            value, headers = to_message(record)
             deliveries.append(
-                await producer.send(INTERACTIONS_TOPIC, value, key=key, headers=headers(record))
+                await producer.send(topics.INTERACTIONS, value, key=key, headers=headers)
             )
             if record.event_type == "feedback":
                 deliveries.append(
-                    await producer.send(FEEDBACK_TOPIC, value, key=key, headers=headers(record))
+                    await producer.send(topics.FEEDBACK, value, key=key, headers=headers)
                 )
         await asyncio.gather(*deliveries)
 
     async def publish_outbox(self, producer: AIOKafkaProducer) -> int:
-        """Messages written for Kafka outside the event stream (tombstones), oldest first;
-        each row is deleted only after Kafka acknowledged it."""
+        """Messages written for Kafka outside the event stream, oldest first; each row is
+        deleted only after Kafka acknowledged it."""
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT id, topic, key, value FROM kafka_outbox ORDER BY id LIMIT 500"
+                "SELECT id, topic, key, value FROM kafka_outbox ORDER BY id LIMIT 2000"
             )
             if not rows:
                 return 0
@@ -134,6 +84,7 @@ class OutboxRelay:
             checkpoint = await load_checkpoint(conn, RELAY)
             records = await read_after(conn, checkpoint, self.batch_size)
             if not records:
+                await conn.execute(STATE_SQL, RELAY, "running")
                 return 0
             await self._publish(producer, records)
             first, last = records[0].checkpoint, records[-1].checkpoint
@@ -150,20 +101,20 @@ class OutboxRelay:
         self.published += len(records)
         return len(records)
 
+    async def _report(self, state: str) -> None:
+        try:
+            async with self.pool.acquire(timeout=2) as conn:
+                await conn.execute(STATE_SQL, RELAY, state)
+        except Exception as exc:  # PostgreSQL down too: the relay's own retry covers it
+            log.debug("relay state not recorded: %r", exc)
+
     async def run(self, wake: asyncio.Event, idle_seconds: float = 1.0) -> None:
         """Publish until cancelled; while Kafka is unreachable, retry with backoff."""
         async with self.pool.acquire() as conn:
             await conn.execute(ENSURE_CHECKPOINT_SQL, RELAY, "running")
         failures = 0
         while True:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap,
-                enable_idempotence=True,
-                acks="all",
-                linger_ms=5,
-                request_timeout_ms=10_000,
-                retry_backoff_ms=200,
-            )
+            producer = new_producer(self.bootstrap)
             try:
                 await ensure_topics(self.bootstrap)
                 await producer.start()
@@ -187,6 +138,7 @@ class OutboxRelay:
                     "relay cannot publish; will retry",
                     extra={"error": repr(exc), "attempt": failures},
                 )
+                await self._report(f"retrying: {type(exc).__name__}")
                 await asyncio.sleep(min(5.0, 0.2 * 2**failures))
             finally:
                 try:

@@ -17,6 +17,10 @@ class Batch:
     records: Sequence[StoredRecord]
     events: Sequence[events.InteractionEvent]
 
+    @classmethod
+    def of(cls, records: Sequence[StoredRecord]) -> Batch:
+        return cls(records, [r.decode() for r in records])
+
 
 @dataclass
 class Changes:

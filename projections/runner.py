@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
+from uuid import UUID
 
 import asyncpg
 
+from projections.applied_streams import load_marks, not_applied, raise_marks
 from projections.projection import Batch, Changes, Projection
 from projections.store_feed import Checkpoint, StoredRecord, read_after
 
@@ -93,13 +95,19 @@ async def apply_records(
     projection: Projection,
     target: Target,
     records: Sequence[StoredRecord],
+    *,
+    fresh: Container[UUID] | None = None,
 ) -> Changes:
-    """Inside the caller's transaction (holding the projection's lock): apply records the
-    target's checkpoint has not passed yet, and move the checkpoint to the last."""
+    """Inside the caller's transaction (holding the projection's lock): apply the records
+    (only those in `fresh`, when given) and move the target's checkpoint past all of them."""
     if not records:
         return Changes()
-    batch = Batch(records, [r.decode() for r in records])
-    changes = await projection.apply(conn, batch, target.tables, defer=not target.live)
+    applying = records if fresh is None else [r for r in records if r.event_id in fresh]
+    changes = (
+        await projection.apply(conn, Batch.of(applying), target.tables, defer=not target.live)
+        if applying
+        else Changes()
+    )
     first, last = records[0].checkpoint, records[-1].checkpoint
     if target.live:
         await conn.execute(
@@ -152,14 +160,22 @@ class Projector:
                 await lock_projection(conn, *names)
                 checkpoints = [await load_checkpoint(conn, t.checkpoint) for t in self.targets]
                 records = await read_after(conn, min(checkpoints), self.batch_size)
+                # A Kafka consumer may have applied some already.
+                fresh = not_applied(records, await load_marks(conn, records))
+                fresh_ids = {r.event_id for r in fresh}
                 changes = [
                     await apply_records(
-                        conn, projection, target, [r for r in records if r.checkpoint > mark]
+                        conn,
+                        projection,
+                        target,
+                        [r for r in records if r.checkpoint > mark],
+                        fresh=fresh_ids,
                     )
                     for projection, target, mark in zip(
                         self.projections, self.targets, checkpoints, strict=True
                     )
                 ]
+                await raise_marks(conn, fresh)
             if records:
                 for projection, changed in zip(self.projections, changes, strict=True):
                     await projection.after_commit(changed)

@@ -120,6 +120,16 @@ class AuditProjection(NoSideEffects):
     name = "audit"
     tables: tuple[str, ...] = ("audit_events",)
 
+    async def flush(self, conn: asyncpg.Connection, tables: Mapping[str, str]) -> None:
+        """A rebuild replays only what the store knows: the rows recorded by others
+        (erasures, dead letters, Kafka consumption) are carried over to the new table."""
+        table = tables["audit_events"]
+        if table != "audit_events":
+            await conn.execute(
+                f"INSERT INTO {table} SELECT * FROM audit_events WHERE stage <> 'stored'"
+                " ON CONFLICT DO NOTHING"
+            )
+
     async def apply(
         self,
         conn: asyncpg.Connection,

@@ -8,6 +8,7 @@ committed or rolled back, so nothing can appear behind the reader later.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,21 @@ from uuid import UUID
 import asyncpg
 
 from schema import events
+
+# Errors that mean "the store cannot be reached", as opposed to a bug or bad data.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    # A connection cut mid-operation can leave asyncpg's protocol in a state it reports
+    # this way; the outcome is unknown, so the client retries with the same event id.
+    asyncpg.InternalClientError,
+)
 
 
 @dataclass(frozen=True, order=True, slots=True)

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from projections import user_features_fold as fold
 from projections.catalog import GenreLookup
 from projections.projection import Batch, Changes
-from schema import events
+from schema import events, topics
 from schema.cache import FEATURES_PREFIX, features_key
 
 log = logging.getLogger("cinemate.projections")
@@ -45,6 +45,11 @@ ON CONFLICT (user_id) DO UPDATE
 SET stream_version = excluded.stream_version, position = excluded.position,
     state = excluded.state, doc = excluded.doc, updated_at = excluded.updated_at
 WHERE f.stream_version <= excluded.stream_version
+"""
+
+OUTBOX_SQL = """
+INSERT INTO kafka_outbox (topic, key, value)
+SELECT $1, * FROM unnest($2::text[], $3::bytea[])
 """
 
 
@@ -115,9 +120,14 @@ class UserFeaturesProjection:
     name = "user_features"
     tables: tuple[str, ...] = ("user_features",)
 
-    def __init__(self, redis: aioredis.Redis, genres: GenreLookup) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, genres: GenreLookup, *, publish: bool = False
+    ) -> None:
         self.redis = redis
         self.genres = genres
+        # With Kafka on, each changed document also goes to processed_features, through
+        # the outbox in this same transaction: published if and only if it committed.
+        self.publish = publish
         self.cache = StateCache()
         self._deferred: dict[str, dict[str, fold.State]] = {}
         self._set_if_newer = redis.register_script(SET_IF_NEWER)
@@ -147,6 +157,13 @@ class UserFeaturesProjection:
         documents = await save_states(conn, table, changed, datetime.now(UTC))
         for user, state in changed.items():
             self.cache.put(table, user, state)
+        if self.publish:
+            await conn.execute(
+                OUTBOX_SQL,
+                topics.FEATURES,
+                list(documents),
+                [orjson.dumps(doc) for doc in documents.values()],
+            )
         return Changes(documents=documents)
 
     async def flush(self, conn: asyncpg.Connection, tables: Mapping[str, str]) -> None:

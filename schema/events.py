@@ -8,13 +8,14 @@ version at commit, so events are built with version 0 and get theirs back when r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, ClassVar
 
 import orjson
 from eventsourcing.domain import CanCreateTimestamp, HasOriginatorIDVersion, MetaDomainEvent
 from eventsourcing.persistence import DatetimeAsISO, JSONTranscoder, Mapper, StoredEvent
+from eventsourcing.utils import get_topic
 
 
 @dataclass(frozen=True)
@@ -140,3 +141,44 @@ def decode(user_id: str, version: int, topic: str, state: bytes) -> InteractionE
 def payload_of(event: InteractionEvent) -> dict[str, Any]:
     """The event's own fields, as clients sent them (without the stream envelope)."""
     return {k: v for k, v in vars(event).items() if k not in _ENVELOPE_FIELDS}
+
+
+class UnreadableEvent(ValueError):
+    """A message claims to be an interaction event but is not one this service can read."""
+
+
+def stored_from_payload(
+    event_type: str,
+    schema_version: int,
+    user_id: str,
+    version: int,
+    occurred_at: datetime,
+    payload: dict[str, Any],
+) -> StoredEvent:
+    """The stored form of an event that travelled as a payload (a Kafka envelope), checked
+    by decoding it: older schema versions are upcast on the way, as stored rows are."""
+    cls = EVENT_CLASSES.get(event_type)
+    if cls is None:
+        raise UnreadableEvent(f"unknown event type {event_type!r}")
+    if not 1 <= schema_version <= int(getattr(cls, "class_version", 1)):
+        raise UnreadableEvent(f"{event_type} has no schema version {schema_version}")
+    state = {**payload, "timestamp": occurred_at}
+    if schema_version > 1:
+        state["class_version"] = schema_version
+    stored = StoredEvent(
+        originator_id=user_id,
+        originator_version=version,
+        topic=get_topic(cls),
+        state=MAPPER.transcoder.encode(state),
+    )
+    try:
+        event = MAPPER.to_domain_event(stored)
+    except Exception as exc:  # an upcaster meeting a payload it does not know
+        raise UnreadableEvent(f"{event_type} v{schema_version}: {exc!r}") from exc
+    expected = {f.name for f in fields(cls)}
+    if set(vars(event)) != expected:
+        missing, extra = expected - set(vars(event)), set(vars(event)) - expected
+        raise UnreadableEvent(
+            f"{event_type} payload: missing {sorted(missing)}, unexpected {sorted(extra)}"
+        )
+    return stored

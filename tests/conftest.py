@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from cinemate import database
 from cinemate.app import Services, build_app, open_services
 from cinemate.infrastructure import Infrastructure
+from cinemate.kafka_broker import KafkaBroker
 from cinemate.settings import Settings
 
 TEMPLATE = "cinemate_test_template"
@@ -116,3 +117,36 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(database_url)
     yield conn
     await conn.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker | None]:
+    """The real broker the Kafka tests share: KAFKA_BOOTSTRAP_SERVERS if set, else one
+    started here (KRaft, jars fetched once into the cache)."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield None
+        return
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker: KafkaBroker | None) -> str:
+    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or _owned(kafka_broker).bootstrap_servers
+
+
+@pytest.fixture
+def own_broker(kafka_broker: KafkaBroker | None) -> KafkaBroker:
+    """For tests that stop the broker: only one this run started (CI always does)."""
+    if kafka_broker is None:
+        pytest.skip("KAFKA_BOOTSTRAP_SERVERS names a broker these tests cannot stop")
+    return kafka_broker
+
+
+def _owned(broker: KafkaBroker | None) -> KafkaBroker:
+    assert broker is not None
+    return broker

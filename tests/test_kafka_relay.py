@@ -3,72 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import time
-from collections.abc import Iterator
 from contextlib import AsyncExitStack
-from pathlib import Path
-from typing import Any
 
 import httpx
 import orjson
-import pytest
-from aiokafka import AIOKafkaConsumer
 
 from cinemate.app import build_app, open_services
 from cinemate.kafka_broker import KafkaBroker
 from cinemate.settings import Settings
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    kafka = KafkaBroker(tmp_path_factory.mktemp("kafka-relay"))
-    kafka.start()
-    try:
-        yield kafka
-    finally:
-        kafka.stop()
-
-
-async def consume_all(
-    bootstrap: str, topic: str, expected: int, user_prefix: str = "", within: float = 90
-) -> list[Any]:
-    """Messages of users named `user_prefix`... from the beginning of the topic, until
-    `expected` distinct event ids were seen."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    await consumer.start()
-    messages: list[Any] = []
-    try:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                messages.extend(
-                    m for m in records if orjson.loads(m.value)["user_id"].startswith(user_prefix)
-                )
-            if len({dict(m.headers)["event_id"] for m in messages}) >= expected:
-                break
-    finally:
-        await consumer.stop()
-    return messages
-
-
-def with_kafka(settings: Settings, broker: KafkaBroker) -> Settings:
-    return dataclasses.replace(
-        settings, kafka_bootstrap_servers=broker.bootstrap_servers, enable_kafka=True
-    )
+from tests.kafka_helpers import consume_events, consume_until, envelope, user_of, with_kafka
 
 
 async def test_every_stored_event_is_published_once_per_position(
-    settings: Settings, broker: KafkaBroker
+    settings: Settings, kafka_bootstrap: str
 ) -> None:
-    settings = with_kafka(settings, broker)
+    settings = with_kafka(settings, kafka_bootstrap)
     assert settings.database_url and settings.redis_url
     async with AsyncExitStack() as stack:
         services = await open_services(settings, settings.database_url, settings.redis_url, stack)
@@ -90,13 +39,26 @@ async def test_every_stored_event_is_published_once_per_position(
             answer = await http.post("/api/v1/events/batch", json={"events": items})
             assert answer.status_code == 202
             accepted = answer.json()["results"]
-            published = await consume_all(broker.bootstrap_servers, "interaction_events", 61, "k")
-            feedback = await consume_all(broker.bootstrap_servers, "model_feedback", 1, "k")
+            published = await consume_events(kafka_bootstrap, "interaction_events", 61, "k")
+            feedback = await consume_events(kafka_bootstrap, "model_feedback", 1, "k")
+            features = {
+                user: (await http.get(f"/api/v1/features/{user}")).json()
+                for user in (f"k{i}" for i in range(7))
+            }
+            documents = await consume_until(
+                kafka_bootstrap,
+                "processed_features",
+                lambda ms: (
+                    {user_of(m): envelope(m)["stream_version"] for m in ms}
+                    == {u: f["stream_version"] for u, f in features.items()}
+                ),
+                keep=lambda m: m.value is not None and user_of(m).startswith("k"),
+            )
             health = (await http.get("/api/v1/health")).json()
     by_position = {orjson.loads(m.value)["position"]: m for m in published}
     assert sorted(by_position) == sorted(r["position"] for r in accepted)
-    envelope = orjson.loads(by_position[accepted[0]["position"]].value)
-    assert set(envelope) == {
+    first = orjson.loads(by_position[accepted[0]["position"]].value)
+    assert set(first) == {
         "event_id",
         "type",
         "schema_version",
@@ -107,16 +69,22 @@ async def test_every_stored_event_is_published_once_per_position(
         "recorded_at",
         "payload",
     }
-    assert envelope["payload"]["rating"] == 4.0 and envelope["user_id"] == "k0"
+    assert first["payload"]["rating"] == 4.0 and first["user_id"] == "k0"
     assert by_position[accepted[0]["position"]].key == b"k0"
     assert orjson.loads(feedback[0].value)["payload"]["action"] == "like"
+    # Each change of a user's features, in order, ending with the document served now.
+    latest = {user_of(m): envelope(m) for m in documents}
+    assert latest == features
+    versions = [envelope(m)["stream_version"] for m in documents if user_of(m) == "k1"]
+    assert versions == sorted(versions)
     assert health["components"]["kafka"]["status"] in ("ok", "degraded")
 
 
 async def test_kafka_down_while_accepting_then_everything_is_published(
-    settings: Settings, broker: KafkaBroker, tmp_path: Path
+    settings: Settings, own_broker: KafkaBroker
 ) -> None:
-    settings = with_kafka(settings, broker)
+    broker = own_broker
+    settings = with_kafka(settings, broker.bootstrap_servers)
     assert settings.database_url and settings.redis_url
     async with AsyncExitStack() as stack:
         services = await open_services(settings, settings.database_url, settings.redis_url, stack)
@@ -132,7 +100,7 @@ async def test_kafka_down_while_accepting_then_everything_is_published(
                 statuses.append(answer.status_code)
                 await asyncio.sleep(0.02)
             await asyncio.to_thread(broker.start)
-            published = await consume_all(
+            published = await consume_events(
                 broker.bootstrap_servers, "interaction_events", 40, "outage"
             )
     assert statuses == [202] * 40
@@ -144,8 +112,8 @@ async def test_kafka_down_while_accepting_then_everything_is_published(
     assert len(outage) == 40
 
 
-async def test_a_forgotten_user_gets_a_tombstone(settings: Settings, broker: KafkaBroker) -> None:
-    settings = dataclasses.replace(with_kafka(settings, broker), admin_token="s3cret")
+async def test_a_forgotten_user_gets_a_tombstone(settings: Settings, kafka_bootstrap: str) -> None:
+    settings = with_kafka(settings, kafka_bootstrap, admin_token="s3cret")
     assert settings.database_url and settings.redis_url
     async with AsyncExitStack() as stack:
         services = await open_services(settings, settings.database_url, settings.redis_url, stack)
@@ -158,21 +126,13 @@ async def test_a_forgotten_user_gets_a_tombstone(settings: Settings, broker: Kaf
                 "/api/v1/users/gone", headers={"Authorization": "Bearer s3cret"}
             )
             assert answer.status_code == 200
-            consumer = AIOKafkaConsumer(
+            tombstones = await consume_until(
+                kafka_bootstrap,
                 "interaction_events",
-                bootstrap_servers=broker.bootstrap_servers,
-                auto_offset_reset="earliest",
-                enable_auto_commit=False,
+                lambda ms: bool(ms),
+                keep=lambda m: m.key == b"gone" and m.value is None,
+                within=60,
             )
-            await consumer.start()
-            tombstones = []
-            try:
-                deadline = time.monotonic() + 60
-                while not tombstones and time.monotonic() < deadline:
-                    for records in (await consumer.getmany(timeout_ms=500)).values():
-                        tombstones += [m for m in records if m.key == b"gone" and m.value is None]
-            finally:
-                await consumer.stop()
             left = -1
             for _ in range(100):  # the relay deletes a row once Kafka acknowledged it
                 async with services.pool.acquire() as conn:

@@ -1,0 +1,365 @@
+"""Projection workers as a Kafka consumer group on interaction_events.
+
+Several processes in group cinemate-projections share the topic's partitions; each user
+is one key, so each stream arrives in order on one partition. A batch is applied in one
+PostgreSQL transaction under the projections' lock, and its offsets are committed to
+Kafka only after that transaction. What a crash or a rebalance redelivers, and what the
+relay republished, is skipped by the applied-stream marks (see applied_streams), so it
+changes nothing. A message is applied only if the store holds that very event: the
+store is the truth, and a forgotten user's events, still in the topic, stay forgotten.
+
+A message no projection can read, or one that keeps failing, goes to
+interaction_events_dlq with the error in its headers and a "dead_lettered" audit row,
+and the partition moves on. PostgreSQL being unreachable is not the message's fault:
+that batch is retried until the database is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import CommitFailedError
+
+from projections.applied_streams import load_marks, not_applied, raise_marks
+from projections.kafka_feed import PoisonMessage, ensure_topics, from_message, new_producer
+from projections.projection import Batch, Changes, Projection
+from projections.runner import HEARTBEAT_SQL, load_checkpoint, lock_projection, save_checkpoint
+from projections.store_feed import UNAVAILABLE_ERRORS, StoredRecord, read_after
+from schema import topics
+
+log = logging.getLogger("cinemate.consumer")
+
+IN_STORE_SQL = """
+SELECT e.event_id
+FROM interaction_events AS e
+JOIN unnest($1::uuid[], $2::text[], $3::integer[], $4::bigint[]) AS m(id, u, v, p)
+  ON e.event_id = m.id AND e.originator_id = m.u AND e.originator_version = m.v
+ AND e.position = m.p
+"""
+CONSUMED_SQL = """
+INSERT INTO audit_events (event_id, stage, position, user_id, event_type, detail)
+SELECT e, 'consumed', p, u, t, jsonb_build_object('group', $6::text, 'partition', k, 'offset', o)
+FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::integer[], $7::bigint[])
+     AS x(e, p, u, t, k, o)
+ON CONFLICT DO NOTHING
+"""
+DEAD_LETTERED_SQL = """
+INSERT INTO audit_events (event_id, stage, position, user_id, event_type, detail)
+VALUES ($1, 'dead_lettered', $2, $3, $4, $5::jsonb)
+ON CONFLICT DO NOTHING
+"""
+REPORT_SQL = """
+INSERT INTO kafka_consumers AS c (member, group_id, partitions, lag_messages, state, error)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (member) DO UPDATE
+SET partitions = excluded.partitions, lag_messages = excluded.lag_messages,
+    state = excluded.state, error = excluded.error, heartbeat_at = now()
+"""
+LEAVE_SQL = "DELETE FROM kafka_consumers WHERE member = $1"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A readable message and the stored record it carries."""
+
+    message: ConsumerRecord[bytes, bytes]
+    record: StoredRecord
+
+
+def member_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class ProjectionConsumer:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        bootstrap: str,
+        projections: Sequence[Projection],
+        *,
+        group: str = topics.PROJECTIONS_GROUP,
+        batch_size: int = 500,
+        attempts: int = 3,
+    ) -> None:
+        self.pool = pool
+        self.bootstrap = bootstrap
+        self.projections = list(projections)
+        self.group = group
+        self.batch_size = batch_size
+        self.attempts = attempts
+        self.member = member_name()
+        self.applied = 0
+        self.dead_lettered = 0
+
+    # -- applying ---------------------------------------------------------------------
+
+    async def apply(self, deliveries: Sequence[Delivery]) -> int:
+        """One transaction: the deliveries the store holds and no applier has applied
+        yet go to every projection whose checkpoint (a rebuild's) does not cover them."""
+        names = [p.name for p in self.projections]
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                await lock_projection(conn, *names)
+                stored = await self._in_store(conn, [d.record for d in deliveries])
+                records = [d.record for d in deliveries if d.record.event_id in stored]
+                fresh = not_applied(records, await load_marks(conn, records))
+                changes = []
+                for projection in self.projections:
+                    mark = await load_checkpoint(conn, projection.name)
+                    mine = [r for r in fresh if r.checkpoint > mark]
+                    tables = {t: t for t in projection.tables}
+                    changes.append(
+                        await projection.apply(conn, Batch.of(mine), tables) if mine else Changes()
+                    )
+                await raise_marks(conn, fresh)
+                await self._audit_consumed(conn, deliveries, {r.event_id for r in fresh})
+            for projection, changed in zip(self.projections, changes, strict=True):
+                await projection.after_commit(changed)
+        self.applied += len(fresh)
+        return len(fresh)
+
+    @staticmethod
+    async def _in_store(conn: asyncpg.Connection, records: Sequence[StoredRecord]) -> set[Any]:
+        rows = await conn.fetch(
+            IN_STORE_SQL,
+            [r.event_id for r in records],
+            [r.user_id for r in records],
+            [r.stream_version for r in records],
+            [r.position for r in records],
+        )
+        return {row["event_id"] for row in rows}
+
+    async def _audit_consumed(
+        self, conn: asyncpg.Connection, deliveries: Sequence[Delivery], applied: set[Any]
+    ) -> None:
+        mine = [d for d in deliveries if d.record.event_id in applied]
+        if mine:
+            await conn.execute(
+                CONSUMED_SQL,
+                [d.record.event_id for d in mine],
+                [d.record.position for d in mine],
+                [d.record.user_id for d in mine],
+                [d.record.event_type for d in mine],
+                [d.message.partition for d in mine],
+                self.group,
+                [d.message.offset for d in mine],
+            )
+
+    async def _until_store_answers(self, work: Any) -> Any:
+        """Run `work()`, waiting out PostgreSQL outages; other errors propagate."""
+        delay = 0.2
+        while True:
+            try:
+                return await work()
+            except UNAVAILABLE_ERRORS as exc:
+                log.warning("store unavailable; retrying the batch", extra={"error": repr(exc)})
+                await asyncio.sleep(delay)
+                delay = min(5.0, delay * 2)
+
+    async def process(
+        self, messages: Sequence[ConsumerRecord[bytes, bytes]], producer: AIOKafkaProducer
+    ) -> None:
+        """Apply a fetched batch; by the time this returns its offsets may be committed."""
+        deliveries: list[Delivery] = []
+        for message in messages:
+            if message.value is None:
+                continue  # a tombstone: forgetting the user erased the read models already
+            try:
+                deliveries.append(Delivery(message, from_message(message.value, message.headers)))
+            except PoisonMessage as exc:
+                await self.dead_letter(producer, message, exc, None)
+        if not deliveries:
+            return
+        try:
+            await self._until_store_answers(lambda: self.apply(deliveries))
+            return
+        except Exception as exc:
+            log.warning(
+                "batch failed; applying its messages one by one", extra={"error": repr(exc)}
+            )
+        for delivery in deliveries:
+            await self._apply_alone(producer, delivery)
+
+    async def _apply_alone(self, producer: AIOKafkaProducer, delivery: Delivery) -> None:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                await self._until_store_answers(lambda: self.apply([delivery]))
+                return
+            except Exception as exc:
+                if attempt == self.attempts:
+                    await self.dead_letter(producer, delivery.message, exc, delivery.record)
+                    return
+                await asyncio.sleep(0.1 * attempt)
+
+    async def dead_letter(
+        self,
+        producer: AIOKafkaProducer,
+        message: ConsumerRecord[bytes, bytes],
+        error: Exception,
+        record: StoredRecord | None,
+    ) -> None:
+        """Park the message on the DLQ (delivered before its offset is committed) and say
+        so in the audit trail."""
+        reason = f"{type(error).__name__}: {error}"[:2000]
+        source = {
+            "topic": message.topic,
+            "partition": message.partition,
+            "offset": message.offset,
+            "group": self.group,
+        }
+        headers = [
+            *(message.headers or ()),
+            ("dlq_error", reason.encode()),
+            ("dlq_error_type", type(error).__name__.encode()),
+            *((f"dlq_{k}", str(v).encode()) for k, v in source.items()),
+            ("dlq_consumer", self.member.encode()),
+        ]
+        await (
+            await producer.send(
+                topics.DEAD_LETTERS, message.value, key=message.key, headers=headers
+            )
+        )
+        key = (message.key or b"").decode(errors="replace")
+        # One audit row per message, however often it is redelivered.
+        event_id = (
+            record.event_id
+            if record
+            else uuid.uuid5(
+                uuid.NAMESPACE_URL, f"kafka:{message.topic}/{message.partition}/{message.offset}"
+            )
+        )
+
+        async def audit() -> None:
+            async with self.pool.acquire() as conn, conn.transaction():
+                # Under the audit projection's lock, so a rebuild's swap carries it over.
+                await lock_projection(conn, "audit")
+                await conn.execute(
+                    DEAD_LETTERED_SQL,
+                    event_id,
+                    record.position if record else 0,
+                    record.user_id if record else key,
+                    record.event_type if record else "unknown",
+                    orjson.dumps({**source, "error": reason}).decode(),
+                )
+
+        await self._until_store_answers(audit)
+        self.dead_lettered += 1
+        log.error("message dead-lettered", extra={**source, "error": reason})
+
+    # -- keeping the store-side view current --------------------------------------------
+
+    async def advance_checkpoints(self, limit: int = 5000) -> None:
+        """Move the projections' store checkpoints over events already applied, so their
+        lag and health read the same as with store followers."""
+        names = [p.name for p in self.projections]
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                await lock_projection(conn, *names)
+                checkpoints = {name: await load_checkpoint(conn, name) for name in names}
+                start = min(checkpoints.values())
+                records = await read_after(conn, start, limit)
+                applied = await load_marks(conn, records)
+                covered = start
+                for record in records:
+                    if record.stream_version > applied.get(record.user_id, 0):
+                        break
+                    covered = record.checkpoint
+                for name, checkpoint in checkpoints.items():
+                    if covered > checkpoint:
+                        await save_checkpoint(conn, name, covered)
+                await conn.execute(HEARTBEAT_SQL, names)
+
+    async def report(self, consumer: AIOKafkaConsumer | None, state: str, error: str = "") -> None:
+        partitions: list[int] = []
+        lag = 0
+        if consumer is not None:
+            for tp in sorted(consumer.assignment()):
+                partitions.append(tp.partition)
+                highwater = consumer.highwater(tp)
+                if highwater is not None:
+                    lag += max(0, highwater - await consumer.position(tp))
+        try:
+            async with self.pool.acquire(timeout=2) as conn:
+                await conn.execute(
+                    REPORT_SQL, self.member, self.group, partitions, lag, state, error or None
+                )
+        except Exception as exc:
+            log.debug("consumer state not recorded: %r", exc)
+
+    # -- running ------------------------------------------------------------------------
+
+    async def _consume(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+        loop = asyncio.get_running_loop()
+        reported = 0.0
+        while True:
+            fetched = await consumer.getmany(timeout_ms=500, max_records=self.batch_size)
+            messages = [m for batch in fetched.values() for m in batch]
+            if messages:
+                await self.process(messages, producer)
+                try:
+                    await consumer.commit(
+                        {tp: batch[-1].offset + 1 for tp, batch in fetched.items()}
+                    )
+                except CommitFailedError as exc:
+                    # A rebalance gave these partitions to another member, which reads
+                    # them again from the last commit; the marks make that harmless.
+                    log.info("offsets not committed after a rebalance", extra={"error": repr(exc)})
+            if loop.time() - reported >= 1.0:
+                reported = loop.time()
+                await self._until_store_answers(self.advance_checkpoints)
+                await self.report(consumer, "running")
+
+    async def run(self) -> None:
+        """Consume until cancelled; while Kafka is unreachable, retry with backoff."""
+        failures = 0
+        try:
+            while True:
+                consumer = AIOKafkaConsumer(
+                    topics.INTERACTIONS,
+                    bootstrap_servers=self.bootstrap,
+                    group_id=self.group,
+                    client_id=self.member,
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                    max_poll_records=self.batch_size,
+                )
+                producer = new_producer(self.bootstrap)
+                try:
+                    await ensure_topics(self.bootstrap)
+                    await producer.start()
+                    await consumer.start()
+                    failures = 0
+                    await self._consume(consumer, producer)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    failures += 1
+                    log.warning(
+                        "consumer cannot run; will retry",
+                        extra={"error": repr(exc), "attempt": failures},
+                    )
+                    await self.report(None, f"retrying: {type(exc).__name__}", repr(exc))
+                    await asyncio.sleep(min(5.0, 0.2 * 2**failures))
+                finally:
+                    for client in (consumer, producer):
+                        try:
+                            async with asyncio.timeout(5):
+                                await client.stop()
+                        except Exception:
+                            pass
+        finally:
+            try:
+                async with asyncio.timeout(2), self.pool.acquire() as conn:
+                    await conn.execute(LEAVE_SQL, self.member)
+            except Exception as exc:
+                log.debug("consumer row not removed: %r", exc)

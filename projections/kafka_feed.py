@@ -1,0 +1,119 @@
+"""The interaction_events topic as a feed of stored records: the message format, both ways.
+
+A message is keyed by user id (so each user's stream stays in order on one partition).
+Its value is the spec's envelope; its headers repeat the event id and carry the store
+transaction id, so a consumer can place the event exactly where the store has it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from projections.store_feed import StoredRecord
+from schema import events, topics
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+class PoisonMessage(ValueError):
+    """A message no projection can read; it goes to the dead-letter topic."""
+
+
+def to_message(record: StoredRecord) -> tuple[bytes, list[tuple[str, bytes]]]:
+    event = record.decode()
+    value = orjson.dumps(
+        {
+            "event_id": str(record.event_id),
+            "type": record.event_type,
+            # The payload is the current class's (older rows are upcast when read).
+            "schema_version": events.schema_version(event),
+            "user_id": record.user_id,
+            "stream_version": record.stream_version,
+            "position": record.position,
+            "occurred_at": event.timestamp,
+            "recorded_at": record.recorded_at,
+            "payload": events.payload_of(event),
+        }
+    )
+    headers = [
+        ("event_id", str(record.event_id).encode()),
+        ("event_type", record.event_type.encode()),
+        ("schema_version", str(events.schema_version(event)).encode()),
+        ("position", str(record.position).encode()),
+        ("tx_id", str(record.tx_id).encode()),
+    ]
+    return value, headers
+
+
+def from_message(value: bytes | None, headers: Headers) -> StoredRecord:
+    """The stored record a message carries; PoisonMessage if it carries none."""
+    if value is None:
+        raise PoisonMessage("no value")
+    try:
+        envelope: dict[str, Any] = orjson.loads(value)
+        tx_id = int(dict(headers)["tx_id"])
+        stored = events.stored_from_payload(
+            envelope["type"],
+            int(envelope["schema_version"]),
+            str(envelope["user_id"]),
+            int(envelope["stream_version"]),
+            datetime.fromisoformat(envelope["occurred_at"]),
+            dict(envelope["payload"]),
+        )
+        return StoredRecord(
+            position=int(envelope["position"]),
+            tx_id=tx_id,
+            event_id=UUID(envelope["event_id"]),
+            user_id=str(stored.originator_id),
+            stream_version=stored.originator_version,
+            event_type=envelope["type"],
+            topic=stored.topic,
+            schema_version=int(envelope["schema_version"]),
+            state=stored.state,
+            occurred_at=datetime.fromisoformat(envelope["occurred_at"]),
+            recorded_at=datetime.fromisoformat(envelope["recorded_at"]),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise PoisonMessage(f"{type(exc).__name__}: {exc}") from exc
+
+
+def new_producer(bootstrap: str, **options: Any) -> AIOKafkaProducer:
+    """Idempotent, acks from every in-sync replica: retries never duplicate or reorder."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+        request_timeout_ms=10_000,
+        retry_backoff_ms=200,
+        **options,
+    )
+
+
+async def ensure_topics(bootstrap: str) -> None:
+    """Create the service's topics that do not exist yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        brokers = len((await admin.describe_cluster()).get("brokers") or [None])
+        missing = [
+            NewTopic(name, partitions, min(3, brokers))
+            for name, partitions in topics.PARTITIONS.items()
+            if name not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another process created it meanwhile
+    finally:
+        await admin.close()
