@@ -43,7 +43,7 @@ from projections.simple_projections import (
     ItemStatsProjection,
     ModelFeedbackProjection,
 )
-from projections.status import projection_status
+from projections.status import dead_letter_count, live_consumers, projection_status
 from projections.user_features import UserFeaturesProjection, refresh_user
 from query_side.health import Probe
 from query_side.http import QueryServices, query_routes
@@ -217,13 +217,20 @@ def health_probes(services: Services) -> dict[str, Probe]:
         return ComponentHealth(status="ok")
 
     async def kafka() -> ComponentHealth:
-        if not (services.settings.enable_kafka and services.settings.kafka_bootstrap_servers):
-            return ComponentHealth(status="disabled")
         async with services.pool.acquire(timeout=2) as conn:
-            report = await projection_status(conn, ["kafka_relay"])
-        relay = report[0]
-        behind = (relay["lag_seconds"] or 0) > LAG_DEGRADED_SECONDS or relay["state"] == "stopped"
-        return ComponentHealth(status="degraded" if behind else "ok", detail={"relay": relay})
+            consumers = await live_consumers(conn)
+            if not services.settings.kafka_on and not consumers:
+                return ComponentHealth(status="disabled")
+            relay = (await projection_status(conn, ["kafka_relay"]))[0]
+        troubled = [
+            *(["relay"] if relay["state"] != "running" else []),
+            *(["relay lag"] if (relay["lag_seconds"] or 0) > LAG_DEGRADED_SECONDS else []),
+            *(c["member"] for c in consumers if c["state"] != "running"),
+        ]
+        return ComponentHealth(
+            status="degraded" if troubled else "ok",
+            detail={"relay": relay, "consumers": consumers, "troubled": troubled},
+        )
 
     async def model() -> ComponentHealth:
         served = services.models.current
@@ -299,6 +306,12 @@ def metrics_refresher(services: Services) -> Any:
             services.metrics,
             [r for r in report if r["name"] in services.projections or r["lag_events"] is not None],
         )
+        async with services.pool.acquire(timeout=2) as conn:
+            services.metrics.dead_letters.set(await dead_letter_count(conn))
+            consumers = await live_consumers(conn)
+        services.metrics.consumer_lag.clear()
+        for consumer in consumers:
+            services.metrics.consumer_lag.labels(consumer["member"]).set(consumer["lag_messages"])
         services.metrics.model.clear()
         served = services.models.current
         version = served.model.metadata.get("version") if served else "popularity"

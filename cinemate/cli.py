@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import signal
 import socket
@@ -81,14 +82,21 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
         await server.serve(sockets=[sock])
 
 
-async def _worker(settings: Settings) -> None:
-    """Projections only: follow the store until SIGTERM/SIGINT."""
+async def _worker(settings: Settings, source: str | None) -> None:
+    """Projections only, from the store or from Kafka, until SIGTERM/SIGINT."""
+    if source == "kafka" and not settings.kafka_bootstrap_servers:
+        raise SystemExit("cinemate: worker --source kafka needs KAFKA_BOOTSTRAP_SERVERS")
+    if source is not None:
+        settings = dataclasses.replace(settings, projection_source=source)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with _running(settings, run_projections=True, run_relay=False) as services:
-        log.info("projecting", extra={"projections": list(services.projections)})
+        log.info(
+            "projecting",
+            extra={"projections": list(services.projections), "source": settings.projection_source},
+        )
         await stop.wait()
 
 
@@ -243,12 +251,21 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
     sub.add_parser("migrate", help="apply database migrations and exit")
-    sub.add_parser(
+    worker = sub.add_parser(
         "worker",
-        help="run the projections only (no HTTP), following the event store",
-        description="Run every projection, following the event store, until SIGTERM. "
-        "Safe beside `cinemate serve` and other workers: each batch holds its "
-        "projection's lock, so they take turns.",
+        help="run the projections only (no HTTP), from the event store or Kafka",
+        description="Run every projection until SIGTERM. With --source store (the default) "
+        "it follows the event store; with --source kafka it joins the consumer group "
+        "cinemate-projections on interaction_events, sharing the partitions with the "
+        "other workers; unreadable or failing messages go to interaction_events_dlq. "
+        "Any mix of workers is safe beside `cinemate serve`: each batch holds the "
+        "projections' lock and skips events already applied.",
+    )
+    worker.add_argument(
+        "--source",
+        choices=["store", "kafka"],
+        default=None,
+        help="where to read events (default: CINEMATE_PROJECTION_SOURCE, else store)",
     )
     replay = sub.add_parser(
         "replay",
@@ -328,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif args.command == "migrate":
             _run(_migrate(settings))
         elif args.command == "worker":
-            _run(_worker(settings))
+            _run(_worker(settings, args.source))
         elif args.command in ("replay", "rebuild"):
             _run(_replay(settings, args.projections))
         elif args.command == "relay":

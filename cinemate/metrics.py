@@ -56,9 +56,17 @@ class Metrics:
             ["version"],
             registry=self.registry,
         )
-        self.dead_letters = Counter(
-            "cinemate_dlq_messages_total",
-            "Messages sent to the dead-letter topic",
+        # Read from PostgreSQL at scrape time: consumers run in other processes, and the
+        # audit trail has every dead letter of every one of them.
+        self.dead_letters = Gauge(
+            "cinemate_dlq_messages",
+            "Messages sent to interaction_events_dlq, all consumers, ever (audit trail)",
+            registry=self.registry,
+        )
+        self.consumer_lag = Gauge(
+            "cinemate_kafka_consumer_lag_messages",
+            "Messages on interaction_events not yet consumed, per live consumer",
+            ["member"],
             registry=self.registry,
         )
 

@@ -33,7 +33,13 @@ from aiokafka.errors import CommitFailedError
 from projections.applied_streams import load_marks, not_applied, raise_marks
 from projections.kafka_feed import PoisonMessage, ensure_topics, from_message, new_producer
 from projections.projection import Batch, Changes, Projection
-from projections.runner import HEARTBEAT_SQL, load_checkpoint, lock_projection, save_checkpoint
+from projections.runner import (
+    ENSURE_CHECKPOINT_SQL,
+    HEARTBEAT_SQL,
+    load_checkpoint,
+    lock_projection,
+    save_checkpoint,
+)
 from projections.store_feed import UNAVAILABLE_ERRORS, StoredRecord, read_after
 from schema import topics
 
@@ -321,6 +327,9 @@ class ProjectionConsumer:
 
     async def run(self) -> None:
         """Consume until cancelled; while Kafka is unreachable, retry with backoff."""
+        async with self.pool.acquire() as conn:
+            for projection in self.projections:
+                await conn.execute(ENSURE_CHECKPOINT_SQL, projection.name, "running")
         failures = 0
         try:
             while True:

@@ -1,4 +1,5 @@
-"""Where each projection stands: position, lag in events and seconds, state."""
+"""Where each projection stands: position, lag in events and seconds, state; and the
+Kafka consumers and dead letters, as recorded in PostgreSQL by whichever process ran them."""
 
 from __future__ import annotations
 
@@ -52,3 +53,25 @@ async def projection_status(conn: asyncpg.Connection, names: list[str]) -> list[
             }
         )
     return report
+
+
+CONSUMERS_SQL = f"""
+SELECT member, group_id, partitions, lag_messages, state, error, heartbeat_at
+FROM kafka_consumers
+WHERE heartbeat_at > now() - interval '{STALE_AFTER_SECONDS} seconds'
+ORDER BY member
+"""
+
+
+async def live_consumers(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    """Kafka consumers that reported recently (a killed one drops out after a while)."""
+    return [
+        {**dict(row), "heartbeat_at": row["heartbeat_at"].isoformat()}
+        for row in await conn.fetch(CONSUMERS_SQL)
+    ]
+
+
+async def dead_letter_count(conn: asyncpg.Connection) -> int:
+    return int(
+        await conn.fetchval("SELECT count(*) FROM audit_events WHERE stage = 'dead_lettered'")
+    )

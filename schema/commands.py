@@ -20,6 +20,13 @@ from pydantic import (
 MAX_FUTURE_SKEW = timedelta(minutes=5)
 MAX_CONTEXT_BYTES = 2048
 MAX_BATCH_EVENTS = 1000
+# Counts the read models store (model_feedback.rank is an integer column) or sum
+# (total watch seconds): past it, an accepted event would stop the projections.
+MAX_INT32 = 2**31 - 1
+# PostgreSQL text and jsonb cannot hold U+0000: refused here, not failed at the insert
+# (where it would also fail every other request committing in the same group).
+NO_NUL = r"^[^\x00]*$"
+NUL_REFUSED = "text holds a NUL character (U+0000), which cannot be stored"
 
 Identifier = Annotated[
     str,
@@ -29,12 +36,28 @@ Identifier = Annotated[
 
 
 def _not_far_future(value: datetime) -> datetime:
+    try:
+        value.astimezone(UTC)  # how it is stored; year 1 at +02:00 is before year 1 in UTC
+    except OverflowError:
+        raise ValueError("occurred_at is out of range once in UTC") from None
     if value - datetime.now(UTC) > MAX_FUTURE_SKEW:
         raise ValueError("occurred_at is more than 5 minutes in the future")
     return value
 
 
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in key or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
 def _small_context(value: dict[str, Any]) -> dict[str, Any]:
+    if _holds_nul(value):
+        raise ValueError(NUL_REFUSED)
     try:
         encoded = orjson.dumps(value)
     except TypeError:
@@ -64,7 +87,8 @@ class Command(BaseModel):
         description="RFC 3339 client time, at most 5 minutes ahead; server time if absent",
     )
     context: Context | None = Field(
-        default=None, description="Device, app version, session id... at most 2 KB"
+        default=None,
+        description="Device, app version, session id... at most 2 KB, no NUL characters",
     )
 
     def fingerprint(self) -> bytes:
@@ -78,13 +102,13 @@ class WatchCommand(Command):
     user_id: Identifier
     movie_id: Identifier
     progress: float = Field(ge=0.0, le=1.0, description="Fraction of the movie watched")
-    watched_seconds: int | None = Field(default=None, ge=0)
+    watched_seconds: int | None = Field(default=None, ge=0, le=MAX_INT32)
 
 
 class SearchCommand(Command):
     type: Literal["search"] = "search"
     user_id: Identifier
-    query: str = Field(min_length=1, max_length=256)
+    query: str = Field(min_length=1, max_length=256, pattern=NO_NUL)
     results: list[Identifier] | None = Field(default=None, max_length=100)
     clicked_movie_id: Identifier | None = None
 
@@ -109,7 +133,7 @@ class FeedbackCommand(Command):
     movie_id: Identifier
     recommendation_id: Identifier
     action: Literal["click", "watch", "like", "dislike", "dismiss"]
-    rank: int | None = Field(default=None, ge=1)
+    rank: int | None = Field(default=None, ge=1, le=MAX_INT32)
 
 
 AnyCommand = Annotated[
@@ -143,9 +167,9 @@ class MovieCommand(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    title: str = Field(min_length=1, max_length=500)
-    genres: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
-        default_factory=list, max_length=30
+    title: str = Field(min_length=1, max_length=500, pattern=NO_NUL)
+    genres: list[Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_NUL)]] = (
+        Field(default_factory=list, max_length=30)
     )
     year: int | None = Field(default=None, ge=1870, le=2100)
 

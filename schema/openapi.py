@@ -183,7 +183,16 @@ OPERATIONS: list[Operation] = [
         "Create or replace a catalog entry",
         "admin",
         commands.MovieCommand,
-        {200: None, 401: responses.ErrorBody, 403: responses.ErrorBody, 422: responses.ErrorBody},
+        {
+            200: None,
+            400: responses.ErrorBody,
+            401: responses.ErrorBody,
+            403: responses.ErrorBody,
+            413: responses.ErrorBody,
+            415: responses.ErrorBody,
+            422: responses.ErrorBody,
+            503: responses.ErrorBody,
+        },
         (
             Param(
                 "movie_id",
@@ -216,7 +225,12 @@ OPERATIONS: list[Operation] = [
         "Similar movies (item to item)",
         "queries",
         None,
-        {200: responses.SimilarMovies, 404: responses.ErrorBody, 503: responses.ErrorBody},
+        {
+            200: responses.SimilarMovies,
+            404: responses.ErrorBody,
+            422: responses.ErrorBody,
+            503: responses.ErrorBody,
+        },
         (
             Param("movie_id", "path", {"type": "string"}, required=True),
             Param(
@@ -235,6 +249,7 @@ OPERATIONS: list[Operation] = [
         responses.ReloadRequest,
         {
             200: responses.ModelInfo,
+            400: responses.ErrorBody,
             401: responses.ErrorBody,
             403: responses.ErrorBody,
             404: responses.ErrorBody,

@@ -17,3 +17,6 @@ CREATE TABLE kafka_consumers (
     error        text,
     heartbeat_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- Counted at every metrics scrape.
+CREATE INDEX audit_events_dead_lettered ON audit_events (at) WHERE stage = 'dead_lettered';
