@@ -33,6 +33,9 @@ INSERT INTO audit_batches
     (stage, actor, first_tx_id, first_position, last_tx_id, last_position, events)
 VALUES ('published', 'kafka_relay', $1::text::xid8, $2, $3::text::xid8, $4, $5)
 """
+# Several relays may run (in each API process, or alone): one publishes at a time, so
+# nothing is sent twice by two of them, and another takes over when it stops.
+TAKE_TURN_SQL = "SELECT pg_try_advisory_xact_lock(hashtextextended('kafka_relay', 0))"
 STATE_SQL = """
 UPDATE projection_checkpoints SET state = $2, heartbeat_at = now() WHERE name = $1
 """
@@ -62,7 +65,9 @@ class OutboxRelay:
     async def publish_outbox(self, producer: AIOKafkaProducer) -> int:
         """Messages written for Kafka outside the event stream, oldest first; each row is
         deleted only after Kafka acknowledged it."""
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval(TAKE_TURN_SQL):
+                return 0
             rows = await conn.fetch(
                 "SELECT id, topic, key, value FROM kafka_outbox ORDER BY id LIMIT 2000"
             )
@@ -80,7 +85,9 @@ class OutboxRelay:
 
     async def step(self, producer: AIOKafkaProducer) -> int:
         """Publish one batch and, once Kafka has acknowledged all of it, checkpoint it."""
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval(TAKE_TURN_SQL):
+                return 0
             checkpoint = await load_checkpoint(conn, RELAY)
             records = await read_after(conn, checkpoint, self.batch_size)
             if not records:
@@ -88,16 +95,15 @@ class OutboxRelay:
                 return 0
             await self._publish(producer, records)
             first, last = records[0].checkpoint, records[-1].checkpoint
-            async with conn.transaction():
-                await save_checkpoint(conn, RELAY, last)
-                await conn.execute(
-                    AUDIT_SQL,
-                    str(first.tx_id),
-                    first.position,
-                    str(last.tx_id),
-                    last.position,
-                    len(records),
-                )
+            await save_checkpoint(conn, RELAY, last)
+            await conn.execute(
+                AUDIT_SQL,
+                str(first.tx_id),
+                first.position,
+                str(last.tx_id),
+                last.position,
+                len(records),
+            )
         self.published += len(records)
         return len(records)
 

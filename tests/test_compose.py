@@ -48,7 +48,9 @@ def test_the_apps_point_at_the_seed_host_names() -> None:
             "cinemate-broker",
         }
     assert services["api"]["environment"]["ENABLE_CONSUMERS"] == "false"
-    assert services["worker"]["command"] == ["cinemate", "worker"]
+    assert services["worker"]["command"] == ["cinemate", "worker", "--source", "kafka"]
+    assert services["worker"]["deploy"]["replicas"] >= 2
+    assert "ENABLE_KAFKA" not in services["api"]["environment"]  # forgetting sends tombstones
     assert services["relay"]["command"] == ["cinemate", "relay"]
 
 

@@ -1,0 +1,117 @@
+"""The interaction_events message format and the applied-stream marks: pure, no broker."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from projections.applied_streams import not_applied
+from projections.kafka_feed import PoisonMessage, from_message, to_message
+from projections.store_feed import StoredRecord
+from schema import events
+
+AT = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+
+
+def stored(event: events.InteractionEvent, version: int = 3, position: int = 42) -> StoredRecord:
+    encoded = events.encode(event)
+    return StoredRecord(
+        position=position,
+        tx_id=777,
+        event_id=uuid.uuid4(),
+        user_id=event.originator_id,
+        stream_version=version,
+        event_type=event.event_type,
+        topic=encoded.topic,
+        schema_version=events.schema_version(event),
+        state=encoded.state,
+        occurred_at=event.timestamp,
+        recorded_at=AT,
+    )
+
+
+def watched(user: str = "u1") -> events.Watched:
+    return events.Watched(
+        originator_id=user,
+        originator_version=0,
+        timestamp=AT,
+        context={"device": "tv"},
+        movie_id="m1",
+        progress=0.75,
+        watched_seconds=3600,
+    )
+
+
+def test_a_message_carries_the_record_there_and_back() -> None:
+    record = stored(watched())
+    value, headers = to_message(record)
+    back = from_message(value, headers)
+    assert back.event_id == record.event_id and back.checkpoint == record.checkpoint
+    assert (back.user_id, back.stream_version) == ("u1", 3)
+    event = back.decode()
+    assert isinstance(event, events.Watched)
+    assert (event.progress, event.watched_seconds, event.context) == (0.75, 3600, {"device": "tv"})
+    assert event.timestamp == AT
+
+
+def test_an_older_schema_version_is_upcast_on_the_way_in() -> None:
+    record = stored(watched())
+    value, headers = to_message(record)
+    envelope = orjson.loads(value)
+    envelope["event_id"] = str(uuid.uuid4())  # decoded events are cached by id
+    envelope["schema_version"] = 1
+    envelope["payload"] = {"movie_id": "m1", "progress_percent": 40, "context": None}
+    event = from_message(orjson.dumps(envelope), headers).decode()
+    assert isinstance(event, events.Watched)
+    assert (event.progress, event.watched_seconds) == (0.4, None)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda e: e.update(type="teleport"),
+        lambda e: e.update(schema_version=9),
+        lambda e: e["payload"].pop("movie_id"),
+        lambda e: e["payload"].update(extra=1),
+        lambda e: e.update(occurred_at="yesterday"),
+        lambda e: e.update(payload=[1, 2]),
+        lambda e: e.pop("event_id"),
+    ],
+)
+def test_what_is_not_an_event_is_poison(change: object) -> None:
+    value, headers = to_message(stored(watched()))
+    envelope = orjson.loads(value)
+    change(envelope)  # type: ignore[operator]
+    with pytest.raises(PoisonMessage):
+        from_message(orjson.dumps(envelope), headers)
+
+
+def test_bytes_without_an_envelope_or_store_place_are_poison() -> None:
+    value, headers = to_message(stored(watched()))
+    for bad_value, bad_headers in [
+        (b"\x00", headers),
+        (b"[]", headers),
+        (None, headers),
+        (value, [h for h in headers if h[0] != "tx_id"]),
+    ]:
+        with pytest.raises(PoisonMessage):
+            from_message(bad_value, bad_headers)
+
+
+def test_marks_let_through_each_stream_event_once() -> None:
+    base = stored(watched("a"), version=1)
+    records = [
+        dataclasses.replace(base, user_id=user, stream_version=version, event_id=uuid.uuid4())
+        for user, version in [("a", 1), ("a", 2), ("b", 5), ("a", 2), ("b", 6), ("a", 3)]
+    ]
+    fresh = not_applied(records, {"a": 1, "b": 4})
+    assert [(r.user_id, r.stream_version) for r in fresh] == [
+        ("a", 2),
+        ("b", 5),
+        ("b", 6),
+        ("a", 3),
+    ]
