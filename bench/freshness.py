@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 
 from bench.ingest import ROOT, free_port, start, stop, wait_ready
+from cinemate.kafka_broker import KafkaBroker
 
 BATCH = 50
 
@@ -78,10 +79,12 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=200)
     parser.add_argument(
         "--layout",
-        choices=["in-process", "worker"],
+        choices=["in-process", "worker", "kafka"],
         default="in-process",
         help="projections inside `cinemate serve` (the default), or in a separate "
-        "`cinemate worker` beside an API started with ENABLE_CONSUMERS=false",
+        "`cinemate worker` beside an API started with ENABLE_CONSUMERS=false, or "
+        "through Kafka: the API's relay publishes, `cinemate worker --source kafka` "
+        "consumes (a real broker is started for the run)",
     )
     args = parser.parse_args()
 
@@ -94,8 +97,14 @@ def main() -> None:
     env.update(CINEMATE_DATA_DIR=str(work / "data"), LOG_LEVEL="WARNING")
     port = free_port()
     worker = None
-    if args.layout == "worker":
+    broker = None
+    worker_command = [sys.executable, "-m", "cinemate.cli", "worker"]
+    if args.layout in ("worker", "kafka"):
         env["ENABLE_CONSUMERS"] = "false"
+    if args.layout == "kafka":
+        broker = KafkaBroker(work / "kafka")
+        env["KAFKA_BOOTSTRAP_SERVERS"] = broker.start()
+        worker_command += ["--source", "kafka"]
     service = start(
         [sys.executable, "-m", "cinemate.cli", "serve", "--port", str(port)],
         env,
@@ -103,10 +112,8 @@ def main() -> None:
     )
     try:
         wait_ready(f"http://127.0.0.1:{port}/api/v1/health/ready")
-        if args.layout == "worker":
-            worker = start(
-                [sys.executable, "-m", "cinemate.cli", "worker"], env, work / "worker.log"
-            )
+        if args.layout in ("worker", "kafka"):
+            worker = start(worker_command, env, work / "worker.log")
         interval = args.seconds * 0.8 / args.probes
         asyncio.run(probes(port, "warmup", 10, 0.05))  # first-use costs are not freshness
         idle = asyncio.run(probes(port, "idle", args.probes // 2, 0.02))
@@ -140,6 +147,8 @@ def main() -> None:
         if worker is not None:
             stop(worker)
         stop(service)
+        if broker is not None:
+            broker.stop()
     print(f"layout: projections {args.layout}")
     events_per_s = background["rps"] * BATCH
     print(

@@ -162,12 +162,13 @@ class ProjectionConsumer:
             )
 
     async def _until_store_answers(self, work: Any) -> Any:
-        """Run `work()`, waiting out PostgreSQL outages; other errors propagate."""
+        """Run `work()`, waiting out PostgreSQL outages and transient conflicts (not the
+        message's fault); other errors propagate."""
         delay = 0.2
         while True:
             try:
                 return await work()
-            except UNAVAILABLE_ERRORS as exc:
+            except (*UNAVAILABLE_ERRORS, asyncpg.TransactionRollbackError) as exc:
                 log.warning("store unavailable; retrying the batch", extra={"error": repr(exc)})
                 await asyncio.sleep(delay)
                 delay = min(5.0, delay * 2)
@@ -205,7 +206,7 @@ class ProjectionConsumer:
                 if attempt == self.attempts:
                     await self.dead_letter(producer, delivery.message, exc, delivery.record)
                     return
-                await asyncio.sleep(0.1 * attempt)
+                await asyncio.sleep(0.25 * 2**attempt)
 
     async def dead_letter(
         self,

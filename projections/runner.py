@@ -4,7 +4,9 @@ Each batch is one transaction holding the projection's advisory lock: it reads t
 checkpoint, the next committed events after it, writes the read-model changes, the audit
 trail and the new checkpoint, and commits. A crash anywhere leaves either all of a
 batch's effects or none, so a restarted projector neither loses nor doubles anything.
-Several processes may run the same projection; the lock makes them take turns.
+Several processes may run the same projection; the lock makes them take turns. Kafka
+consumers (kafka_consumer) may apply events too: each batch skips what the applied-stream
+marks say is in already, and raises them.
 """
 
 from __future__ import annotations
