@@ -123,7 +123,8 @@ def query_routes(services: QueryServices) -> list[Route]:
     async def trending(request: Request) -> Response:
         limit = int_param(request, "limit", 10, 1, 100)
         genre = request.query_params.get("genre") or None
-        items = await popular(pool, genre, limit)
+        # PostgreSQL text cannot hold NUL (the query would fail): no genre has one.
+        items = [] if genre and "\x00" in genre else await popular(pool, genre, limit)
         return JSONResponse({"genre": genre, "items": items})
 
     async def projections(request: Request) -> Response:

@@ -243,7 +243,7 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
                 return error_response(400, "malformed_json", 'body must be empty or {"path": ...}')
             if (
                 not isinstance(given, dict)
-                or not isinstance(given.get("path"), str)
+                or not isinstance(given.get("path"), str | None)  # null or absent: the default
                 or set(given) - {"path"}
             ):
                 return error_response(
@@ -252,12 +252,12 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
                     [
                         {
                             "loc": ["body", "path"],
-                            "msg": 'expected {"path": "..."}',
+                            "msg": 'expected {"path": "..."} (or null, or no body)',
                             "type": "value_error",
                         }
                     ],
                 )
-            path_text = given["path"]
+            path_text = given.get("path")
         path = (
             Path(path_text)
             if path_text

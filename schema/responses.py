@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Accepted(BaseModel):
@@ -156,6 +156,8 @@ class ModelInfo(BaseModel):
 
 
 class ReloadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # as POST /model/reload reads it
+
     path: str | None = Field(
         default=None,
         description="Artifact to load; MODEL_PATH or the newest in the data dir if absent",
