@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import CommitFailedError
 
+from projections import dead_letters
 from projections.applied_streams import load_marks, not_applied, raise_marks
 from projections.kafka_feed import PoisonMessage, ensure_topics, from_message, new_producer
 from projections.projection import Batch, Changes, Projection
@@ -59,11 +59,6 @@ FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::integer[], $7:
      AS x(e, p, u, t, k, o)
 ON CONFLICT DO NOTHING
 """
-DEAD_LETTERED_SQL = """
-INSERT INTO audit_events (event_id, stage, position, user_id, event_type, detail)
-VALUES ($1, 'dead_lettered', $2, $3, $4, $5::jsonb)
-ON CONFLICT DO NOTHING
-"""
 REPORT_SQL = """
 INSERT INTO kafka_consumers AS c (member, group_id, partitions, lag_messages, state, error)
 VALUES ($1, $2, $3, $4, $5, $6)
@@ -72,6 +67,10 @@ SET partitions = excluded.partitions, lag_messages = excluded.lag_messages,
     state = excluded.state, error = excluded.error, heartbeat_at = now()
 """
 LEAVE_SQL = "DELETE FROM kafka_consumers WHERE member = $1"
+
+
+class SystemicFailure(RuntimeError):
+    """Applying fails whatever the message: not a reason to dead-letter any."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,19 +193,30 @@ class ProjectionConsumer:
             log.warning(
                 "batch failed; applying its messages one by one", extra={"error": repr(exc)}
             )
-        for delivery in deliveries:
-            await self._apply_alone(producer, delivery)
+        failed = [
+            (delivery, error)
+            for delivery in deliveries
+            if (error := await self._apply_alone(delivery)) is not None
+        ]
+        if len(deliveries) > 1 and len(failed) == len(deliveries):
+            # Every message failing alone is not the messages' fault (a bug, a broken
+            # table): parking them all would empty the topic into the DLQ. Stop instead;
+            # the consumer restarts and reads them again.
+            raise SystemicFailure(f"all {len(failed)} messages fail alone: {failed[0][1]!r}")
+        for delivery, error in failed:
+            await self.dead_letter(producer, delivery.message, error, delivery.record)
 
-    async def _apply_alone(self, producer: AIOKafkaProducer, delivery: Delivery) -> None:
+    async def _apply_alone(self, delivery: Delivery) -> Exception | None:
+        """None once applied, or the error it still fails with after every attempt."""
         for attempt in range(1, self.attempts + 1):
             try:
                 await self._until_store_answers(lambda: self.apply([delivery]))
-                return
+                return None
             except Exception as exc:
                 if attempt == self.attempts:
-                    await self.dead_letter(producer, delivery.message, exc, delivery.record)
-                    return
+                    return exc
                 await asyncio.sleep(0.25 * 2**attempt)
+        raise AssertionError("unreachable")
 
     async def dead_letter(
         self,
@@ -217,7 +227,7 @@ class ProjectionConsumer:
     ) -> None:
         """Park the message on the DLQ (delivered before its offset is committed) and say
         so in the audit trail."""
-        reason = f"{type(error).__name__}: {error}"[:2000]
+        reason = dead_letters.describe(error)
         source = {
             "topic": message.topic,
             "partition": message.partition,
@@ -250,13 +260,13 @@ class ProjectionConsumer:
             async with self.pool.acquire() as conn, conn.transaction():
                 # Under the audit projection's lock, so a rebuild's swap carries it over.
                 await lock_projection(conn, "audit")
-                await conn.execute(
-                    DEAD_LETTERED_SQL,
+                await dead_letters.record(
+                    conn,
                     event_id,
                     record.position if record else 0,
                     record.user_id if record else key,
                     record.event_type if record else "unknown",
-                    orjson.dumps({**source, "error": reason}).decode(),
+                    {**source, "error": reason},
                 )
 
         await self._until_store_answers(audit)

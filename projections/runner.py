@@ -19,11 +19,16 @@ from uuid import UUID
 
 import asyncpg
 
+from projections import dead_letters
 from projections.applied_streams import load_marks, not_applied, raise_marks
 from projections.projection import Batch, Changes, Projection
-from projections.store_feed import Checkpoint, StoredRecord, read_after
+from projections.store_feed import UNAVAILABLE_ERRORS, Checkpoint, StoredRecord, read_after
 
 log = logging.getLogger("cinemate.projections")
+
+# A batch failing this often for a reason other than an unreachable database is
+# searched for the event that fails alone.
+POISON_AFTER_FAILURES = 3
 
 CHECKPOINT_SQL = (
     "SELECT tx_id::text::bigint AS tx, position FROM projection_checkpoints WHERE name = $1"
@@ -154,36 +159,106 @@ class Projector:
         self.min_interval = min_interval
         self.targets = [Target.live_of(p) for p in self.projections]
 
-    async def step(self) -> int:
+    async def _apply_next(
+        self, conn: asyncpg.Connection, limit: int
+    ) -> tuple[list[StoredRecord], list[Changes]]:
+        """Inside the caller's transaction: the next batch, applied and checkpointed."""
+        await lock_projection(conn, *[p.name for p in self.projections])
+        checkpoints = [await load_checkpoint(conn, t.checkpoint) for t in self.targets]
+        records = await read_after(conn, min(checkpoints), limit)
+        # A Kafka consumer may have applied some already.
+        fresh = not_applied(records, await load_marks(conn, records))
+        fresh_ids = {r.event_id for r in fresh}
+        changes = [
+            await apply_records(
+                conn,
+                projection,
+                target,
+                [r for r in records if r.checkpoint > mark],
+                fresh=fresh_ids,
+            )
+            for projection, target, mark in zip(
+                self.projections, self.targets, checkpoints, strict=True
+            )
+        ]
+        await raise_marks(conn, fresh)
+        return records, changes
+
+    async def step(self, limit: int | None = None) -> int:
         """One batch, committed. Returns how many events it read."""
-        names = [p.name for p in self.projections]
         async with self.pool.acquire() as conn:
             async with conn.transaction():
-                await lock_projection(conn, *names)
-                checkpoints = [await load_checkpoint(conn, t.checkpoint) for t in self.targets]
-                records = await read_after(conn, min(checkpoints), self.batch_size)
-                # A Kafka consumer may have applied some already.
-                fresh = not_applied(records, await load_marks(conn, records))
-                fresh_ids = {r.event_id for r in fresh}
-                changes = [
-                    await apply_records(
-                        conn,
-                        projection,
-                        target,
-                        [r for r in records if r.checkpoint > mark],
-                        fresh=fresh_ids,
-                    )
-                    for projection, target, mark in zip(
-                        self.projections, self.targets, checkpoints, strict=True
-                    )
-                ]
-                await raise_marks(conn, fresh)
-            if records:
-                for projection, changed in zip(self.projections, changes, strict=True):
-                    await projection.after_commit(changed)
-            else:
-                await conn.execute(HEARTBEAT_SQL, names)
+                records, changes = await self._apply_next(conn, limit or self.batch_size)
+            await self._after_commit(conn, records, changes)
         return len(records)
+
+    async def _after_commit(
+        self, conn: asyncpg.Connection, records: Sequence[StoredRecord], changes: list[Changes]
+    ) -> None:
+        if records:
+            for projection, changed in zip(self.projections, changes, strict=True):
+                await projection.after_commit(changed)
+        else:
+            await conn.execute(HEARTBEAT_SQL, [p.name for p in self.projections])
+
+    async def isolate(self) -> None:
+        """A batch keeps failing, and not for want of a database: go through it one event
+        at a time, and dead-letter the first event that fails alone. One bad event (say,
+        stored before validation got stricter) must not stop every read model."""
+        for _ in range(self.batch_size):
+            try:
+                if not await self.step(limit=1):
+                    return
+            except UNAVAILABLE_ERRORS:
+                raise
+            except Exception as exc:
+                await self.skip_next(exc)
+                return
+
+    async def skip_next(self, error: Exception) -> bool:
+        """Move every checkpoint past the next event, applied by none of the projections
+        (so they stay consistent with each other), and say so in the audit trail; but
+        only together with the event after it applying cleanly. When that one fails as
+        well the fault is not in the event (a bug, a broken table), and skipping would
+        eat the stream one event at a time: nothing is skipped then."""
+        names = [p.name for p in self.projections]
+        try:
+            async with self.pool.acquire() as conn:
+                async with conn.transaction():
+                    await lock_projection(conn, *names)
+                    checkpoints = [await load_checkpoint(conn, t.checkpoint) for t in self.targets]
+                    records = await read_after(conn, min(checkpoints), 2)
+                    if len(records) < 2:
+                        return False  # nothing to tell a bad event from a broken projection
+                    poison = records[0]
+                    for target, mark in zip(self.targets, checkpoints, strict=True):
+                        if poison.checkpoint > mark:
+                            await save_checkpoint(conn, target.checkpoint, poison.checkpoint)
+                    await raise_marks(conn, [poison])  # Kafka consumers need not try it
+                    detail = {"applier": "store", "error": dead_letters.describe(error)}
+                    await dead_letters.record(
+                        conn,
+                        poison.event_id,
+                        poison.position,
+                        poison.user_id,
+                        poison.event_type,
+                        detail,
+                    )
+                    following, changes = await self._apply_next(conn, 1)
+                await self._after_commit(conn, following, changes)
+        except UNAVAILABLE_ERRORS:
+            raise
+        except Exception as exc:
+            log.error(
+                "projections fail on consecutive events; not skipping any",
+                extra={"error": repr(exc), "first_error": repr(error)},
+            )
+            return False
+        log.error(
+            "event dead-lettered: it fails alone",
+            extra={"event_id": str(poison.event_id), "position": poison.position, **detail},
+        )
+        return True
 
     async def run(self, wake: asyncio.Event, idle_seconds: float = 1.0) -> None:
         async with self.pool.acquire() as conn:
@@ -206,6 +281,11 @@ class Projector:
                     extra={"projections": [p.name for p in self.projections], "error": repr(exc)},
                 )
                 await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+                if failures >= POISON_AFTER_FAILURES and not isinstance(exc, UNAVAILABLE_ERRORS):
+                    try:
+                        await self.isolate()
+                    except Exception as isolating:
+                        log.warning("isolating a failing batch failed: %r", isolating)
                 continue
             await asyncio.sleep(max(0.0, started + self.min_interval - loop.time()))
             if wake.is_set():
