@@ -1,11 +1,12 @@
 """Which events the read models already hold: per user, the highest stream version applied.
 
-Every applier (a store follower, a Kafka consumer) consults and raises these marks in
-the transaction that applies a batch, under the projections' lock. An event at or below
-its user's mark changes nothing, so a redelivered or republished message is harmless,
-and store followers and Kafka consumers can run side by side. Each user's events reach
-every applier in stream order (the store by version, Kafka by partition), so a mark
-never passes an event that has not been applied.
+Kafka consumers raise these marks in the transaction that applies a batch, under the
+projections' lock, and skip events at or below them, so a redelivered or republished
+message changes nothing. Store followers skip them too, and record their own progress as
+the projections' checkpoints, which consumers skip as well: so store followers and Kafka
+consumers can run side by side. Each user's events reach every applier in stream order
+(the store by version, Kafka by partition), so a mark never passes an event that has
+not been applied.
 """
 
 from __future__ import annotations
