@@ -40,7 +40,7 @@ from projections.runner import (
     lock_projection,
     save_checkpoint,
 )
-from projections.store_feed import UNAVAILABLE_ERRORS, StoredRecord, read_after
+from projections.store_feed import UNAVAILABLE_ERRORS, Checkpoint, StoredRecord
 from schema import topics
 
 log = logging.getLogger("cinemate.consumer")
@@ -58,6 +58,28 @@ SELECT e, 'consumed', p, u, t, jsonb_build_object('group', $6::text, 'partition'
 FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::integer[], $7::bigint[])
      AS x(e, p, u, t, k, o)
 ON CONFLICT DO NOTHING
+"""
+# The last of the next committed events (in store order) up to which every one is at or
+# below its user's applied mark.
+COVERED_SQL = """
+SELECT tx_id::text::bigint AS tx, position
+FROM (
+    SELECT e.tx_id, e.position,
+           bool_and(e.originator_version <= coalesce(a.stream_version, 0))
+               OVER (ORDER BY e.tx_id, e.position) AS all_applied
+    FROM (
+        SELECT tx_id, position, originator_id, originator_version
+        FROM interaction_events
+        WHERE (tx_id, position) > ($1::text::xid8, $2)
+          AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+        ORDER BY tx_id, position
+        LIMIT $3
+    ) AS e
+    LEFT JOIN applied_streams AS a ON a.user_id = e.originator_id
+) AS prefix
+WHERE all_applied
+ORDER BY tx_id DESC, position DESC
+LIMIT 1
 """
 REPORT_SQL = """
 INSERT INTO kafka_consumers AS c (member, group_id, partitions, lag_messages, state, error)
@@ -93,7 +115,7 @@ class ProjectionConsumer:
         projections: Sequence[Projection],
         *,
         group: str = topics.PROJECTIONS_GROUP,
-        batch_size: int = 500,
+        batch_size: int = 1000,
         attempts: int = 3,
     ) -> None:
         self.pool = pool
@@ -284,16 +306,12 @@ class ProjectionConsumer:
                 await lock_projection(conn, *names)
                 checkpoints = {name: await load_checkpoint(conn, name) for name in names}
                 start = min(checkpoints.values())
-                records = await read_after(conn, start, limit)
-                applied = await load_marks(conn, records)
-                covered = start
-                for record in records:
-                    if record.stream_version > applied.get(record.user_id, 0):
-                        break
-                    covered = record.checkpoint
-                for name, checkpoint in checkpoints.items():
-                    if covered > checkpoint:
-                        await save_checkpoint(conn, name, covered)
+                row = await conn.fetchrow(COVERED_SQL, str(start.tx_id), start.position, limit)
+                if row is not None:
+                    covered = Checkpoint(row["tx"], row["position"])
+                    for name, checkpoint in checkpoints.items():
+                        if covered > checkpoint:
+                            await save_checkpoint(conn, name, covered)
                 await conn.execute(HEARTBEAT_SQL, names)
 
     async def report(self, consumer: AIOKafkaConsumer | None, state: str, error: str = "") -> None:

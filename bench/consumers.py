@@ -1,0 +1,137 @@
+"""bench/consumers: events/s applied to every read model by a Kafka consumer, against a
+store follower applying the same events in the same run (the baseline).
+
+Fills a fresh embedded PostgreSQL with N events (the generator of bench/replay), starts
+a real Kafka broker and publishes them all with the outbox relay, then times, in this
+one process:
+  - the baseline: a store follower (`Projector`) taking every projection from nothing to
+    caught up;
+  - the same read models emptied again, and one `ProjectionConsumer` (a consumer group
+    of one, reading interaction_events from the start) doing the same.
+
+    python -m bench.consumers [--events 50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import asyncpg
+
+from bench.replay import MOVIES, fill
+from cinemate.app import open_services
+from cinemate.infrastructure import Infrastructure
+from cinemate.kafka_broker import KafkaBroker
+from cinemate.settings import Settings
+from command_side.outbox_relay import RELAY, OutboxRelay
+from projections.kafka_consumer import ProjectionConsumer
+from projections.runner import Projector
+from projections.status import projection_status
+
+RESET_SQL = """
+TRUNCATE user_features, item_stats, audit_events, audit_batches, model_feedback,
+         applied_streams, kafka_consumers;
+UPDATE projection_checkpoints SET tx_id = '0', position = 0;
+"""
+
+
+def caught_up(pool: asyncpg.Pool, names: list[str]) -> Callable[[], Awaitable[bool]]:
+    async def done() -> bool:
+        async with pool.acquire() as conn:
+            report = await projection_status(conn, names)
+        return all(r["lag_events"] == 0 for r in report)
+
+    return done
+
+
+async def timed(done: Callable[[], Awaitable[bool]], task: asyncio.Task[None]) -> float:
+    started = time.perf_counter()
+    try:
+        while True:
+            if await done():
+                return time.perf_counter() - started
+            await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def run(total: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="cinemate-consumers-"))
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    settings = Settings.from_env({**env, "CINEMATE_DATA_DIR": str(work)})
+    infra = Infrastructure.start(settings)
+    broker = KafkaBroker(work / "kafka")
+    bootstrap = broker.start()
+    settings = dataclasses.replace(settings, kafka_bootstrap_servers=bootstrap, enable_kafka=True)
+    try:
+        async with AsyncExitStack() as stack:
+            services = await open_services(
+                settings,
+                infra.database_url,
+                infra.redis_url,
+                stack,
+                run_projections=False,
+                run_relay=False,
+            )
+            pool = services.pool
+            async with pool.acquire() as conn:
+                await conn.executemany(
+                    "INSERT INTO movies (movie_id, title, genres) VALUES ($1, $2, $3)",
+                    [(f"m{i}", f"Movie {i}", ["Drama"]) for i in range(MOVIES)],
+                )
+            await fill(pool, total)
+            relay = OutboxRelay(pool, bootstrap)
+            publishing = asyncio.create_task(relay.run(asyncio.Event(), idle_seconds=0.05))
+            publish_seconds = await timed(caught_up(pool, [RELAY]), publishing)
+            async with pool.acquire() as conn:
+                await conn.execute("DELETE FROM kafka_outbox")
+            names = list(services.projections)
+            projections = list(services.projections.values())
+
+            follower = Projector(pool, projections)
+            store_seconds = await timed(
+                caught_up(pool, names), asyncio.create_task(follower.run(asyncio.Event(), 0.05))
+            )
+            async with pool.acquire() as conn:
+                await conn.execute(RESET_SQL)
+            await services.redis.flushall()
+            consumer = ProjectionConsumer(pool, bootstrap, projections, group="bench")
+
+            async def all_applied() -> bool:
+                return consumer.applied >= total
+
+            kafka_seconds = await timed(all_applied, asyncio.create_task(consumer.run()))
+    finally:
+        broker.stop()
+        infra.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    store_rate, kafka_rate = total / store_seconds, total / kafka_seconds
+    print(f"{'relay: store -> interaction_events':<40} {total / publish_seconds:>10,.0f} events/s")
+    print(f"{'baseline: store follower, 4 projections':<40} {store_rate:>10,.0f} events/s")
+    print(
+        f"{'kafka consumer (group of 1), 4 proj.':<40} {kafka_rate:>10,.0f} events/s  "
+        f"{kafka_rate / store_rate:.2f} x baseline"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=50_000)
+    args = parser.parse_args()
+    asyncio.run(run(args.events))
+
+
+if __name__ == "__main__":
+    main()
