@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from projections.kafka_feed import ensure_topics, new_producer, to_message
+from projections.kafka_feed import ensure_topics, new_producer, stop_quietly, to_message
 from projections.runner import ENSURE_CHECKPOINT_SQL, load_checkpoint, save_checkpoint
 from projections.store_feed import StoredRecord, read_after
 from schema import topics
@@ -147,8 +147,4 @@ class OutboxRelay:
                 await self._report(f"retrying: {type(exc).__name__}")
                 await asyncio.sleep(min(5.0, 0.2 * 2**failures))
             finally:
-                try:
-                    async with asyncio.timeout(5):
-                        await producer.stop()
-                except Exception:
-                    pass
+                await stop_quietly(producer)

@@ -31,7 +31,13 @@ from aiokafka.errors import CommitFailedError
 
 from projections import dead_letters
 from projections.applied_streams import load_marks, not_applied, raise_marks
-from projections.kafka_feed import PoisonMessage, ensure_topics, from_message, new_producer
+from projections.kafka_feed import (
+    PoisonMessage,
+    ensure_topics,
+    from_message,
+    new_producer,
+    stop_quietly,
+)
 from projections.projection import Batch, Changes, Projection
 from projections.runner import (
     ENSURE_CHECKPOINT_SQL,
@@ -389,12 +395,7 @@ class ProjectionConsumer:
                     await self.report(None, f"retrying: {type(exc).__name__}", repr(exc))
                     await asyncio.sleep(min(5.0, 0.2 * 2**failures))
                 finally:
-                    for client in (consumer, producer):
-                        try:
-                            async with asyncio.timeout(5):
-                                await client.stop()
-                        except Exception:
-                            pass
+                    await stop_quietly(consumer, producer)
         finally:
             try:
                 async with asyncio.timeout(2), self.pool.acquire() as conn:

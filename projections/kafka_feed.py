@@ -7,18 +7,22 @@ transaction id, so a consumer can place the event exactly where the store has it
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from projections.store_feed import StoredRecord
 from schema import events, topics
+
+log = logging.getLogger("cinemate.kafka")
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -117,3 +121,13 @@ async def ensure_topics(bootstrap: str) -> None:
                 pass  # another process created it meanwhile
     finally:
         await admin.close()
+
+
+async def stop_quietly(*clients: AIOKafkaProducer | AIOKafkaConsumer) -> None:
+    """Stop Kafka clients on the way out, whatever state a failure left them in."""
+    for client in clients:
+        try:
+            async with asyncio.timeout(5):
+                await client.stop()
+        except Exception as exc:
+            log.debug("kafka client did not stop cleanly: %r", exc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import asyncpg
@@ -12,7 +13,10 @@ import orjson
 
 from command_side.group_commit import GroupCommitter
 from command_side.new_events import new_event
+from projections.projection import Batch, Changes
+from projections.simple_projections import NoSideEffects
 from projections.status import projection_status
+from schema import events
 from schema.commands import (
     Command,
     FavoriteCommand,
@@ -150,3 +154,25 @@ async def features_at(http: Any, user_id: str, version: int, within: float = 10)
         if time.monotonic() > deadline:
             raise AssertionError(f"features of {user_id} not at version {version}: {answer.text}")
         await asyncio.sleep(0.02)
+
+
+class FailingProjection(NoSideEffects):
+    """A projection with a bug: it raises on every batch holding an event `fails_on` picks."""
+
+    tables: tuple[str, ...] = ()
+
+    def __init__(self, name: str, fails_on: Callable[[events.InteractionEvent], bool]) -> None:
+        self.name = name
+        self.fails_on = fails_on
+
+    async def apply(
+        self,
+        conn: asyncpg.Connection,
+        batch: Batch,
+        tables: Mapping[str, str],
+        *,
+        defer: bool = False,
+    ) -> Changes:
+        if any(self.fails_on(event) for event in batch.events):
+            raise RuntimeError(f"{self.name} cannot project this")
+        return Changes()

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -22,37 +21,17 @@ from aiokafka import AIOKafkaProducer
 from cinemate.app import Services, build_app, open_services
 from cinemate.settings import Settings
 from projections.kafka_consumer import ProjectionConsumer
-from projections.projection import Batch, Changes
 from projections.rebuild import rebuild
-from projections.simple_projections import NoSideEffects
 from tests.kafka_helpers import consume_until, with_kafka
 from tests.projection_helpers import (
     PROJECTIONS,
+    FailingProjection,
     add_catalog,
     append_random,
     features_at,
     snapshot,
     wait_caught_up,
 )
-
-
-class RefusesCursedMovies(NoSideEffects):
-    """A projection with a bug: it fails on every event about movie "cursed"."""
-
-    name = "refuses_cursed"
-    tables: tuple[str, ...] = ()
-
-    async def apply(
-        self,
-        conn: asyncpg.Connection,
-        batch: Batch,
-        tables: Mapping[str, str],
-        *,
-        defer: bool = False,
-    ) -> Changes:
-        if any(getattr(e, "movie_id", None) == "cursed" for e in batch.events):
-            raise RuntimeError("cannot project a cursed movie")
-        return Changes()
 
 
 async def wait_for(condition: Any, within: float = 60, what: str = "") -> None:
@@ -86,7 +65,12 @@ async def test_poison_messages_go_to_the_dlq_and_the_partition_moves_on(
         consumer = ProjectionConsumer(
             services.pool,
             kafka_bootstrap,
-            [*services.projections.values(), RefusesCursedMovies()],
+            [
+                *services.projections.values(),
+                FailingProjection(
+                    "refuses_cursed", lambda e: getattr(e, "movie_id", "") == "cursed"
+                ),
+            ],
             group=group,
         )
         task = asyncio.create_task(consumer.run())

@@ -4,7 +4,6 @@ and a projection failing on every event: nothing skipped."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 
 import asyncpg
 import httpx
@@ -12,11 +11,9 @@ import pytest
 
 from cinemate.app import Services
 from command_side.new_events import new_event
-from projections.projection import Batch, Changes
 from projections.runner import Projector
-from projections.simple_projections import NoSideEffects
 from schema.commands import FeedbackCommand, RatingCommand
-from tests.projection_helpers import features_at, wait_caught_up
+from tests.projection_helpers import FailingProjection, features_at, wait_caught_up
 
 
 async def test_an_event_failing_alone_is_dead_lettered_and_the_rest_projected(
@@ -48,23 +45,6 @@ async def test_an_event_failing_alone_is_dead_lettered_and_the_rest_projected(
     assert "cinemate_dlq_messages 1.0" in metrics
 
 
-class Broken(NoSideEffects):
-    """A projection with a bug that fails whatever the event."""
-
-    name = "broken"
-    tables: tuple[str, ...] = ()
-
-    async def apply(
-        self,
-        conn: asyncpg.Connection,
-        batch: Batch,
-        tables: Mapping[str, str],
-        *,
-        defer: bool = False,
-    ) -> Changes:
-        raise RuntimeError("bug")
-
-
 async def test_a_projection_failing_on_every_event_skips_none(
     settings_without_projectors: Services, db: asyncpg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -73,7 +53,9 @@ async def test_a_projection_failing_on_every_event_skips_none(
         await services.committer.append(
             [new_event(RatingCommand(user_id=user, movie_id="m", rating=1))]
         )
-    projector = Projector(services.pool, [*services.projections.values(), Broken()])
+    projector = Projector(
+        services.pool, [*services.projections.values(), FailingProjection("broken", lambda _: True)]
+    )
     task = asyncio.create_task(projector.run(asyncio.Event(), idle_seconds=0.1))
     try:
         # Long enough for several rounds of retries and isolation attempts.
