@@ -215,6 +215,10 @@ async def test_two_workers_one_killed_the_read_models_equal_a_rebuild(
             await rebuild(services.pool, services.projections[name])
         rebuilt = await snapshot(db)
 
+    print(
+        f"two workers, one killed: {appended} events, {applied_at_kill} applied at the kill, "
+        f"{len(consumed['audit'])} in the read models, equal to a rebuild"
+    )
     assert applied_at_kill < appended, "the kill should land mid-stream"
     assert len(consumed["audit"]) == appended
     assert consumed["user_features"] == rebuilt["user_features"]
