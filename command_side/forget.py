@@ -28,6 +28,16 @@ READ_MODEL_DELETES = (
 )
 
 
+REBUILDING_SQL = """
+SELECT name FROM projection_checkpoints
+WHERE name = ANY($1::text[]) AND heartbeat_at > now() - interval '30 seconds'
+"""
+
+
+class RebuildRunning(RuntimeError):
+    """A read model is being rebuilt; forgetting must wait until it is swapped in."""
+
+
 async def forget_user(
     pool: asyncpg.Pool,
     redis: aioredis.Redis,
@@ -39,6 +49,17 @@ async def forget_user(
     """Erase everything about `user_id`; returns how many events were removed."""
     async with pool.acquire() as conn:
         async with conn.transaction():
+            # A rebuild's replay may already hold this user's events (in memory, in
+            # shadow tables) and would swap them back in: forgetting waits for a rebuild
+            # to begin or refuses while one runs; the `rebuild:` locks order the two.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(k, 0))"
+                " FROM unnest($1::text[]) AS k ORDER BY k",
+                sorted(f"rebuild:{name}" for name in projections),
+            )
+            rebuilding = await conn.fetch(REBUILDING_SQL, [f"{n}__rebuild" for n in projections])
+            if rebuilding:
+                raise RebuildRunning(", ".join(r["name"] for r in rebuilding))
             await conn.execute(
                 "SELECT set_config('cinemate.forget_user', $1, true),"
                 " pg_advisory_xact_lock(hashtextextended(k, 0))"

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from command_side.event_store import AppendResult
+from command_side.forget import RebuildRunning
 from command_side.group_commit import (
     UNAVAILABLE_ERRORS,
     GroupCommitter,
@@ -169,6 +170,13 @@ def forget_routes(forget: Forget, admin_token: str | None) -> list[Route]:
             erased = await forget(user_id)
         except UNAVAILABLE_ERRORS as exc:
             return unavailable(f"event store unavailable: {exc}")
+        except RebuildRunning as exc:
+            return error_response(
+                503,
+                "rebuild_running",
+                f"read models are being rebuilt ({exc}); nothing was erased, retry after it",
+                headers={"Retry-After": "10"},
+            )
         return JSONResponse({"user_id": user_id, "erased_events": erased, "status": "forgotten"})
 
     return [

@@ -55,3 +55,28 @@ async def test_forgetting_a_user_erases_them_and_a_new_stream_can_start(
         assert again.json()["stream_version"] == 1
         await wait_caught_up(services.pool)
         assert (await features_at(http, "leaver", 1))["event_counts"]["rating"] == 0
+
+
+async def test_forgetting_waits_for_a_running_rebuild(
+    services: Services, db: asyncpg.Connection
+) -> None:
+    """A rebuild's replay may hold the user's events already and would swap them back in."""
+    secured = dataclasses.replace(
+        services, settings=dataclasses.replace(services.settings, admin_token="s3cret")
+    )
+    transport = httpx.ASGITransport(app=build_app(secured))
+    async with httpx.AsyncClient(transport=transport, base_url="http://c") as http:
+        rating = {"user_id": "leaver", "movie_id": "m1", "rating": 4}
+        assert (await http.post("/api/v1/events/rating", json=rating)).status_code == 202
+        # What a rebuild in progress looks like: its shadow checkpoint, beating.
+        await db.execute(
+            "INSERT INTO projection_checkpoints (name, state) VALUES ('user_features__rebuild', 'rebuilding')"
+        )
+        refused = await http.delete("/api/v1/users/leaver", headers=ADMIN)
+        assert refused.status_code == 503 and refused.json()["error"] == "rebuild_running"
+        assert refused.headers["Retry-After"] == "10"
+        assert await db.fetchval("SELECT count(*) FROM interaction_events") == 1
+
+        await db.execute("DELETE FROM projection_checkpoints WHERE name = 'user_features__rebuild'")
+        answer = await http.delete("/api/v1/users/leaver", headers=ADMIN)
+        assert answer.status_code == 200 and answer.json()["erased_events"] == 1
