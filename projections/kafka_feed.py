@@ -64,7 +64,7 @@ def from_message(value: bytes | None, headers: Headers) -> StoredRecord:
     try:
         envelope: dict[str, Any] = orjson.loads(value)
         tx_id = int(dict(headers)["tx_id"])
-        stored = events.stored_from_payload(
+        stored, event = events.stored_from_payload(
             envelope["type"],
             int(envelope["schema_version"]),
             str(envelope["user_id"]),
@@ -84,6 +84,7 @@ def from_message(value: bytes | None, headers: Headers) -> StoredRecord:
             state=stored.state,
             occurred_at=datetime.fromisoformat(envelope["occurred_at"]),
             recorded_at=datetime.fromisoformat(envelope["recorded_at"]),
+            decoded=event,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise PoisonMessage(f"{type(exc).__name__}: {exc}") from exc

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
@@ -53,6 +53,8 @@ class StoredRecord:
     state: bytes
     occurred_at: datetime
     recorded_at: datetime
+    # Already decoded where the record was made (a Kafka message is checked by decoding it).
+    decoded: events.InteractionEvent | None = field(default=None, compare=False, repr=False)
 
     @property
     def checkpoint(self) -> Checkpoint:
@@ -61,6 +63,8 @@ class StoredRecord:
     def decode(self) -> events.InteractionEvent:
         """Decoded once for all projectors in this process: an event id names one event
         forever (positions do not: another database has its own)."""
+        if self.decoded is not None:
+            return self.decoded
         event = _decoded.get(self.event_id)
         if event is None:
             event = events.decode(self.user_id, self.stream_version, self.topic, self.state)

@@ -81,6 +81,7 @@ EVENT_CLASSES: dict[str, type[InteractionEvent]] = {
 }
 
 _ENVELOPE_FIELDS = frozenset({"originator_id", "originator_version", "timestamp"})
+_FIELDS = {kind: frozenset(f.name for f in fields(cls)) for kind, cls in EVENT_CLASSES.items()}
 
 
 class OrjsonTranscoder(JSONTranscoder):
@@ -154,9 +155,10 @@ def stored_from_payload(
     version: int,
     occurred_at: datetime,
     payload: dict[str, Any],
-) -> StoredEvent:
-    """The stored form of an event that travelled as a payload (a Kafka envelope), checked
-    by decoding it: older schema versions are upcast on the way, as stored rows are."""
+) -> tuple[StoredEvent, InteractionEvent]:
+    """The stored form of an event that travelled as a payload (a Kafka envelope), and
+    the event decoded from it (the check): older schema versions are upcast on the way,
+    as stored rows are."""
     cls = EVENT_CLASSES.get(event_type)
     if cls is None:
         raise UnreadableEvent(f"unknown event type {event_type!r}")
@@ -175,10 +177,11 @@ def stored_from_payload(
         event = MAPPER.to_domain_event(stored)
     except Exception as exc:  # an upcaster meeting a payload it does not know
         raise UnreadableEvent(f"{event_type} v{schema_version}: {exc!r}") from exc
-    expected = {f.name for f in fields(cls)}
-    if set(vars(event)) != expected:
+    expected = _FIELDS[event_type]
+    if vars(event).keys() != expected:
         missing, extra = expected - set(vars(event)), set(vars(event)) - expected
         raise UnreadableEvent(
             f"{event_type} payload: missing {sorted(missing)}, unexpected {sorted(extra)}"
         )
-    return stored
+    assert isinstance(event, InteractionEvent)
+    return stored, event
