@@ -105,6 +105,14 @@ async def test_poison_messages_go_to_the_dlq_and_the_partition_moves_on(
                 lambda ms: len(ms) >= 3,
                 keep=lambda m: dict(m.headers).get("dlq_group") == group.encode(),
             )
+
+            async def audited() -> bool:  # the audit row follows the DLQ delivery
+                count = await db.fetchval(
+                    "SELECT count(*) FROM audit_events WHERE stage = 'dead_lettered'"
+                )
+                return bool(count >= 3)
+
+            await wait_for(audited, what="the dead letters' audit rows")
             metrics = (await http.get("/metrics")).text
             health = (await http.get("/api/v1/health")).json()["components"]["kafka"]
 

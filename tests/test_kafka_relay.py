@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from contextlib import AsyncExitStack
 
 import httpx
@@ -12,6 +13,7 @@ from cinemate.app import build_app, open_services
 from cinemate.kafka_broker import KafkaBroker
 from cinemate.settings import Settings
 from tests.kafka_helpers import consume_events, consume_until, envelope, user_of, with_kafka
+from tests.projection_helpers import features_at
 
 
 async def test_every_stored_event_is_published_once_per_position(
@@ -41,10 +43,9 @@ async def test_every_stored_event_is_published_once_per_position(
             accepted = answer.json()["results"]
             published = await consume_events(kafka_bootstrap, "interaction_events", 61, "k")
             feedback = await consume_events(kafka_bootstrap, "model_feedback", 1, "k")
-            features = {
-                user: (await http.get(f"/api/v1/features/{user}")).json()
-                for user in (f"k{i}" for i in range(7))
-            }
+            # Each user's document once the projection has applied all their events.
+            per_user = Counter(item["user_id"] for item in items)
+            features = {u: await features_at(http, u, n, within=60) for u, n in per_user.items()}
             documents = await consume_until(
                 kafka_bootstrap,
                 "processed_features",
