@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import asyncpg
 import redis.asyncio as aioredis
 
+from projections.rebuild import RebuildInProgress, rebuild_lock_key, running_rebuilds
+from projections.runner import lock_key, take_locks
 from schema import topics
 from schema.cache import features_key
 
@@ -26,16 +28,6 @@ READ_MODEL_DELETES = (
     # The user's next events start a new stream at version 1.
     "DELETE FROM applied_streams WHERE user_id = $1",
 )
-
-
-REBUILDING_SQL = """
-SELECT name FROM projection_checkpoints
-WHERE name = ANY($1::text[]) AND heartbeat_at > now() - interval '30 seconds'
-"""
-
-
-class RebuildRunning(RuntimeError):
-    """A read model is being rebuilt; forgetting must wait until it is swapped in."""
 
 
 async def forget_user(
@@ -52,21 +44,11 @@ async def forget_user(
             # A rebuild's replay may already hold this user's events (in memory, in
             # shadow tables) and would swap them back in: forgetting waits for a rebuild
             # to begin or refuses while one runs; the `rebuild:` locks order the two.
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(k, 0))"
-                " FROM unnest($1::text[]) AS k ORDER BY k",
-                sorted(f"rebuild:{name}" for name in projections),
-            )
-            rebuilding = await conn.fetch(REBUILDING_SQL, [f"{n}__rebuild" for n in projections])
-            if rebuilding:
-                raise RebuildRunning(", ".join(r["name"] for r in rebuilding))
-            await conn.execute(
-                "SELECT set_config('cinemate.forget_user', $1, true),"
-                " pg_advisory_xact_lock(hashtextextended(k, 0))"
-                " FROM unnest($2::text[]) AS k ORDER BY k",
-                user_id,
-                sorted(f"projection:{name}" for name in projections),
-            )
+            await take_locks(conn, [rebuild_lock_key(name) for name in projections])
+            if rebuilding := await running_rebuilds(conn, projections):
+                raise RebuildInProgress(", ".join(rebuilding))
+            await take_locks(conn, [lock_key(name) for name in projections])
+            await conn.execute("SELECT set_config('cinemate.forget_user', $1, true)", user_id)
             erased = await conn.fetch(
                 "DELETE FROM interaction_events WHERE originator_id = $1 RETURNING position",
                 user_id,

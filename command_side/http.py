@@ -10,7 +10,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from command_side.event_store import AppendResult
-from command_side.forget import RebuildRunning
 from command_side.group_commit import (
     UNAVAILABLE_ERRORS,
     GroupCommitter,
@@ -19,6 +18,7 @@ from command_side.group_commit import (
 )
 from command_side.new_events import new_event
 from command_side.request_body import BadRequest, parse, read_json_body
+from projections.rebuild import RebuildInProgress
 from schema.commands import ADAPTERS, BatchCommand, Command
 from schema.http import Endpoint, JSONResponse, admin_only, error_response, unavailable
 
@@ -170,7 +170,7 @@ def forget_routes(forget: Forget, admin_token: str | None) -> list[Route]:
             erased = await forget(user_id)
         except UNAVAILABLE_ERRORS as exc:
             return unavailable(f"event store unavailable: {exc}")
-        except RebuildRunning as exc:
+        except RebuildInProgress as exc:
             return error_response(
                 503,
                 "rebuild_running",

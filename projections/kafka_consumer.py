@@ -236,15 +236,16 @@ class ProjectionConsumer:
 
     async def _apply_alone(self, delivery: Delivery) -> Exception | None:
         """None once applied, or the error it still fails with after every attempt."""
-        for attempt in range(1, self.attempts + 1):
+        error: Exception | None = None
+        for attempt in range(self.attempts):
+            if attempt:
+                await asyncio.sleep(0.25 * 2**attempt)
             try:
                 await self._until_store_answers(lambda: self.apply([delivery]))
                 return None
             except Exception as exc:
-                if attempt == self.attempts:
-                    return exc
-                await asyncio.sleep(0.25 * 2**attempt)
-        raise AssertionError("unreachable")
+                error = exc
+        return error
 
     async def dead_letter(
         self,

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import asyncpg
 
@@ -23,6 +23,7 @@ from projections.runner import (
     apply_next_batch,
     load_checkpoint,
     lock_projection,
+    take_locks,
 )
 
 log = logging.getLogger("cinemate.projections")
@@ -53,17 +54,29 @@ async def remaining(conn: asyncpg.Connection, target: Target) -> int:
     )
 
 
+def rebuild_lock_key(name: str) -> str:
+    """Held while a rebuild begins; anyone who must not overlap a rebuild's replay (a
+    user being forgotten) takes it too."""
+    return f"rebuild:{name}"
+
+
+RUNNING_SQL = """
+SELECT name FROM projection_checkpoints
+WHERE name = ANY($1::text[]) AND state = 'rebuilding'
+  AND heartbeat_at > now() - interval '30 seconds'
+"""
+
+
+async def running_rebuilds(conn: asyncpg.Connection, names: Sequence[str]) -> list[str]:
+    """The shadow checkpoints of these projections' rebuilds still beating."""
+    rows = await conn.fetch(RUNNING_SQL, [Target.shadow_name(name) for name in names])
+    return [row["name"] for row in rows]
+
+
 async def _begin(conn: asyncpg.Connection, projection: Projection, shadow: Target) -> None:
     async with conn.transaction():
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"rebuild:{projection.name}"
-        )
-        state = await conn.fetchval(
-            "SELECT state FROM projection_checkpoints WHERE name = $1 "
-            "AND heartbeat_at > now() - interval '30 seconds'",
-            shadow.checkpoint,
-        )
-        if state == "rebuilding":
+        await take_locks(conn, [rebuild_lock_key(projection.name)])
+        if await running_rebuilds(conn, [projection.name]):
             raise RebuildInProgress(f"{projection.name} is being rebuilt already")
         for live, table in shadow.tables.items():
             await conn.execute(f"DROP TABLE IF EXISTS {table}")

@@ -5,8 +5,8 @@ checkpoint, the next committed events after it, writes the read-model changes, t
 trail and the new checkpoint, and commits. A crash anywhere leaves either all of a
 batch's effects or none, so a restarted projector neither loses nor doubles anything.
 Several processes may run the same projection; the lock makes them take turns. Kafka
-consumers (kafka_consumer) may apply events too: each batch skips what the applied-stream
-marks say is in already, and raises them.
+consumers (kafka_consumer) may apply events too: each batch here skips what their
+applied-stream marks say is in already.
 """
 
 from __future__ import annotations
@@ -67,6 +67,15 @@ async def lock_projection(conn: asyncpg.Connection, *names: str) -> None:
     )
 
 
+async def take_locks(conn: asyncpg.Connection, keys: Sequence[str]) -> None:
+    """This transaction's advisory locks, taken in one order so holders never deadlock."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(k, 0))"
+        " FROM unnest($1::text[]) AS k ORDER BY k",
+        sorted(keys),
+    )
+
+
 async def load_checkpoint(conn: asyncpg.Connection, name: str) -> Checkpoint:
     row = await conn.fetchrow(CHECKPOINT_SQL, name)
     return Checkpoint(row["tx"], row["position"]) if row else Checkpoint()
@@ -88,10 +97,14 @@ class Target:
     def live_of(cls, projection: Projection) -> Target:
         return cls(projection.name, {t: t for t in projection.tables}, live=True)
 
+    @staticmethod
+    def shadow_name(name: str) -> str:
+        return f"{name}__rebuild"
+
     @classmethod
     def shadow_of(cls, projection: Projection) -> Target:
         return cls(
-            f"{projection.name}__rebuild",
+            cls.shadow_name(projection.name),
             {t: f"{t}__rebuild" for t in projection.tables},
             live=False,
         )
@@ -215,7 +228,7 @@ class Projector:
                 await self.skip_next(exc)
                 return
 
-    async def skip_next(self, error: Exception) -> bool:
+    async def skip_next(self, error: Exception) -> None:
         """Move every checkpoint past the next event, applied by none of the projections
         (so they stay consistent with each other), and say so in the audit trail; but
         only together with the event after it applying cleanly. When that one fails as
@@ -229,7 +242,7 @@ class Projector:
                     checkpoints = [await load_checkpoint(conn, t.checkpoint) for t in self.targets]
                     records = await read_after(conn, min(checkpoints), 2)
                     if len(records) < 2:
-                        return False  # nothing to tell a bad event from a broken projection
+                        return  # nothing to tell a bad event from a broken projection
                     poison = records[0]
                     for target, mark in zip(self.targets, checkpoints, strict=True):
                         if poison.checkpoint > mark:
@@ -253,12 +266,11 @@ class Projector:
                 "projections fail on consecutive events; not skipping any",
                 extra={"error": repr(exc), "first_error": repr(error)},
             )
-            return False
+            return
         log.error(
             "event dead-lettered: it fails alone",
             extra={"event_id": str(poison.event_id), "position": poison.position, **detail},
         )
-        return True
 
     async def run(self, wake: asyncio.Event, idle_seconds: float = 1.0) -> None:
         async with self.pool.acquire() as conn:

@@ -5,6 +5,7 @@ Each test gets a database of its own, copied from a migrated template (fast, iso
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -108,6 +109,17 @@ async def settings_without_projectors(settings: Settings) -> AsyncIterator[Servi
 @pytest.fixture
 async def client(services: Services) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=build_app(services))
+    async with httpx.AsyncClient(transport=transport, base_url="http://cinemate") as http:
+        yield http
+
+
+@pytest.fixture
+async def admin_client(services: Services) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app with ADMIN_TOKEN set, to "s3cret"."""
+    secured = dataclasses.replace(
+        services, settings=dataclasses.replace(services.settings, admin_token="s3cret")
+    )
+    transport = httpx.ASGITransport(app=build_app(secured))
     async with httpx.AsyncClient(transport=transport, base_url="http://cinemate") as http:
         yield http
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import asyncpg
 import httpx
 
-from cinemate.app import Services, build_app
+from cinemate.app import Services
 from cinemate.movielens import import_movielens, read_interactions
 from model.artifacts import load_model, save_model
 from model.recommender import train
@@ -77,20 +76,16 @@ async def test_training_from_the_store_gives_a_loadable_model(
 
 
 async def test_catalog_put_needs_admin_and_validates(
-    services: Services, db: asyncpg.Connection
+    services: Services, db: asyncpg.Connection, admin_client: httpx.AsyncClient
 ) -> None:
-    secured = dataclasses.replace(
-        services, settings=dataclasses.replace(services.settings, admin_token="s3cret")
-    )
-    transport = httpx.ASGITransport(app=build_app(secured))
     body = {"title": "Heat", "genres": ["Action", "Crime"], "year": 1995}
-    async with httpx.AsyncClient(transport=transport, base_url="http://c") as http:
-        assert (await http.put("/api/v1/movies/m9", json=body)).status_code == 401
-        stored = await http.put("/api/v1/movies/m9", json=body, headers=ADMIN)
-        assert stored.status_code == 200 and stored.json()["movie_id"] == "m9"
-        bad = await http.put("/api/v1/movies/m9", json={"title": ""}, headers=ADMIN)
-        assert bad.status_code == 422
-        bad_id = await http.put("/api/v1/movies/bad%20id", json=body, headers=ADMIN)
-        assert bad_id.status_code == 422
+    http = admin_client
+    assert (await http.put("/api/v1/movies/m9", json=body)).status_code == 401
+    stored = await http.put("/api/v1/movies/m9", json=body, headers=ADMIN)
+    assert stored.status_code == 200 and stored.json()["movie_id"] == "m9"
+    bad = await http.put("/api/v1/movies/m9", json={"title": ""}, headers=ADMIN)
+    assert bad.status_code == 422
+    bad_id = await http.put("/api/v1/movies/bad%20id", json=body, headers=ADMIN)
+    assert bad_id.status_code == 422
     row = await db.fetchrow("SELECT title, genres, year FROM movies WHERE movie_id = 'm9'")
     assert dict(row) == {"title": "Heat", "genres": ["Action", "Crime"], "year": 1995}

@@ -97,29 +97,25 @@ async def test_popular_is_trending_and_filters_by_genre(
 
 
 async def test_admin_projection_endpoints_need_the_token(
-    services: Services, db: asyncpg.Connection
+    services: Services, db: asyncpg.Connection, admin_client: httpx.AsyncClient
 ) -> None:
-    secured = dataclasses.replace(
-        services, settings=dataclasses.replace(services.settings, admin_token="s3cret")
-    )
-    transport = httpx.ASGITransport(app=build_app(secured))
-    async with httpx.AsyncClient(transport=transport, base_url="http://c") as http:
-        assert (await http.get("/api/v1/admin/projections")).status_code == 401
-        wrong = await http.get("/api/v1/admin/projections", headers={"Authorization": "Bearer x"})
-        assert wrong.status_code == 403
-        listing = await http.get("/api/v1/admin/projections", headers=ADMIN)
-        assert listing.status_code == 200
-        names = [p["name"] for p in listing.json()["projections"]]
-        assert names == PROJECTIONS
-        assert set(listing.json()["projections"][0]) == {
-            "name",
-            "position",
-            "lag_events",
-            "lag_seconds",
-            "state",
-        }
-        unknown = await http.post("/api/v1/admin/projections/nope/rebuild", headers=ADMIN)
-        assert unknown.status_code == 404
+    http = admin_client
+    assert (await http.get("/api/v1/admin/projections")).status_code == 401
+    wrong = await http.get("/api/v1/admin/projections", headers={"Authorization": "Bearer x"})
+    assert wrong.status_code == 403
+    listing = await http.get("/api/v1/admin/projections", headers=ADMIN)
+    assert listing.status_code == 200
+    names = [p["name"] for p in listing.json()["projections"]]
+    assert names == PROJECTIONS
+    assert set(listing.json()["projections"][0]) == {
+        "name",
+        "position",
+        "lag_events",
+        "lag_seconds",
+        "state",
+    }
+    unknown = await http.post("/api/v1/admin/projections/nope/rebuild", headers=ADMIN)
+    assert unknown.status_code == 404
     open_admin = httpx.ASGITransport(app=build_app(services))  # ADMIN_TOKEN unset
     async with httpx.AsyncClient(transport=open_admin, base_url="http://c") as http:
         refused = await http.get("/api/v1/admin/projections", headers=ADMIN)
