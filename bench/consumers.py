@@ -4,10 +4,10 @@ store follower applying the same events in the same run (the baseline).
 Fills a fresh embedded PostgreSQL with N events (the generator of bench/replay), starts
 a real Kafka broker and publishes them all with the outbox relay, then times, in this
 one process:
-  - the baseline: a store follower (`Projector`) taking every projection from nothing to
+  - the baseline: a store follower (`StoreFollower`) taking every projection from nothing to
     caught up;
   - the same read models emptied again, and one `ProjectionConsumer` (a consumer group
-    of one, reading interaction_events from the start) doing the same, timed from its
+    of one, reading the interactions topic from the start) doing the same, timed from its
     first applied batch (the time to join the group is printed apart).
 
     python -m bench.consumers [--events 50000]
@@ -31,12 +31,13 @@ import asyncpg
 from bench.replay import MOVIES, fill
 from cinemate.app import open_services
 from cinemate.infrastructure import Infrastructure
-from cinemate.kafka_broker import KafkaBroker
 from cinemate.settings import Settings
-from command_side.outbox_relay import RELAY, OutboxRelay
+from devtools.kafka_broker import KafkaBroker
 from projections.kafka_consumer import ProjectionConsumer
-from projections.runner import Projector
+from projections.outbox_relay import RELAY, OutboxRelay
 from projections.status import projection_status
+from projections.store_follower import StoreFollower
+from schema import topics
 
 RESET_SQL = """
 TRUNCATE user_features, item_stats, audit_events, audit_batches, model_feedback,
@@ -99,7 +100,7 @@ async def run(total: int) -> None:
             names = list(services.projections)
             projections = list(services.projections.values())
 
-            follower = Projector(pool, projections)
+            follower = StoreFollower(pool, projections)
             store_seconds = await timed(
                 caught_up(pool, names), asyncio.create_task(follower.run(asyncio.Event(), 0.05))
             )
@@ -126,7 +127,8 @@ async def run(total: int) -> None:
         shutil.rmtree(work, ignore_errors=True)
     store_rate = total / store_seconds
     kafka_rate = (total - first_batch) / kafka_seconds
-    print(f"{'relay: store -> interaction_events':<40} {total / publish_seconds:>10,.0f} events/s")
+    relay_name = f"relay: store -> {topics.INTERACTIONS}"
+    print(f"{relay_name:<40} {total / publish_seconds:>10,.0f} events/s")
     print(f"{'baseline: store follower, 4 projections':<40} {store_rate:>10,.0f} events/s")
     print(
         f"{'kafka consumer (group of 1), 4 proj.':<40} {kafka_rate:>10,.0f} events/s  "

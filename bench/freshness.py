@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from bench.ingest import ROOT, free_port, start, stop, wait_ready
-from cinemate.kafka_broker import KafkaBroker
+from devtools.kafka_broker import KafkaBroker
 
 BATCH = 50
 

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -28,7 +29,7 @@ from bench.freshness import wait_projecting
 from bench.ingest import ROOT, free_port, start, stop, wait_ready
 
 
-def drive(port: int, path: str, rate: float, seconds: float, users: int) -> dict[str, float]:
+def drive(port: int, path: str, rate: float, seconds: float, users: int) -> dict[str, Any]:
     out = subprocess.run(
         [
             sys.executable,

@@ -25,10 +25,11 @@ from tqdm import tqdm
 from cinemate.app import open_services
 from cinemate.infrastructure import Infrastructure
 from cinemate.settings import Settings
-from command_side.event_store import append_group
 from command_side.new_events import new_event
+from event_store import lag
+from event_store.append import append_group
+from event_store.feed import Checkpoint, read_after
 from projections.rebuild import rebuild
-from projections.store_feed import Checkpoint, read_after
 from schema.commands import (
     Command,
     FavoriteCommand,
@@ -102,7 +103,7 @@ async def run(total: int) -> None:
                 )
             await fill(services.pool, total)
             async with services.pool.acquire() as conn:
-                await conn.execute("VACUUM ANALYZE interaction_events")
+                await lag.analyze(conn)
             started = time.perf_counter()
             seen = await read_all(services.pool)
             baseline = seen / (time.perf_counter() - started)

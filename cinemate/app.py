@@ -19,31 +19,33 @@ from starlette.responses import Response
 
 from cinemate import database
 from cinemate.docs import docs_routes
-from cinemate.metrics import MeasureRequests, Metrics, metrics_route, set_lags
+from cinemate.metrics import Metrics, metrics_route, set_lags
 from cinemate.middleware import RequestContext
 from cinemate.settings import Settings
 from command_side.catalog import catalog_routes
-from command_side.forget import forget_user
-from command_side.group_commit import GroupCommitter
 from command_side.http import (
+    ForgetRefused,
     RebuildRefused,
     UnknownProjection,
     admin_command_routes,
     command_routes,
     forget_routes,
 )
-from command_side.outbox_relay import OutboxRelay
+from event_store.append import GroupCommitter
+from event_store.listener import StoreListener
 from projections.catalog import GenreLookup
+from projections.forget import forget_user
 from projections.kafka_consumer import ProjectionConsumer
+from projections.outbox_relay import OutboxRelay
 from projections.projection import Projection
 from projections.rebuild import RebuildInProgress, rebuild
-from projections.runner import Projector, StoreListener
 from projections.simple_projections import (
     AuditProjection,
     ItemStatsProjection,
     ModelFeedbackProjection,
 )
 from projections.status import dead_letter_count, live_consumers, projection_status
+from projections.store_follower import StoreFollower
 from projections.user_features import UserFeaturesProjection, refresh_user
 from query_side.health import Probe
 from query_side.http import QueryServices, query_routes
@@ -136,16 +138,16 @@ def start_projectors(services: Services) -> None:
         start_consumer(services)
         return
     listener = store_listener(services)
-    projector = Projector(
+    follower = StoreFollower(
         services.pool,
         list(services.projections.values()),
         batch_size=services.settings.projection_batch_size,
     )
-    services.tasks.append(asyncio.create_task(projector.run(listener.subscribe()), name="project"))
+    services.tasks.append(asyncio.create_task(follower.run(listener.subscribe()), name="project"))
 
 
 def start_consumer(services: Services) -> None:
-    """Join the projections' consumer group on interaction_events."""
+    """Join the projections' consumer group on the interactions topic."""
     assert services.settings.kafka_bootstrap_servers is not None
     consumer = ProjectionConsumer(
         services.pool,
@@ -324,23 +326,30 @@ def build_app(services: Services) -> Starlette:
     async def refresh(user_id: str) -> dict[str, Any] | None:
         return await refresh_user(services.pool, services.redis, services.genres, user_id)
 
+    async def report() -> list[dict[str, Any]]:
+        async with services.pool.acquire() as conn:
+            return await projection_status(conn, list(services.projections))
+
     queries = QueryServices(
         pool=services.pool,
         redis=services.redis,
         probes=health_probes(services),
         refresh_features=refresh,
-        projection_names=list(services.projections),
+        projection_report=report,
         admin_token=services.settings.admin_token,
     )
 
     async def forget(user_id: str) -> int:
-        return await forget_user(
-            services.pool,
-            services.redis,
-            user_id,
-            list(services.projections),
-            tombstones=services.settings.kafka_on,
-        )
+        try:
+            return await forget_user(
+                services.pool,
+                services.redis,
+                user_id,
+                list(services.projections),
+                tombstones=services.settings.kafka_on,
+            )
+        except RebuildInProgress as exc:
+            raise ForgetRefused(str(exc)) from exc
 
     routes = [
         *command_routes(services.committer),
@@ -363,9 +372,6 @@ def build_app(services: Services) -> Starlette:
     ]
     return Starlette(
         routes=routes,
-        middleware=[
-            Middleware(RequestContext),
-            Middleware(MeasureRequests, metrics=services.metrics),
-        ],
+        middleware=[Middleware(RequestContext, metrics=services.metrics)],
         exception_handlers={HTTPException: _http_error},
     )

@@ -20,6 +20,7 @@ from cinemate import database, logs
 from cinemate.embedded import EmbeddedServerError
 from cinemate.infrastructure import Infrastructure
 from cinemate.settings import Settings, SettingsError
+from schema import topics
 
 if TYPE_CHECKING:
     from cinemate.app import Services
@@ -256,8 +257,8 @@ def parser() -> argparse.ArgumentParser:
         help="run the projections only (no HTTP), from the event store or Kafka",
         description="Run every projection until SIGTERM. With --source store (the default) "
         "it follows the event store; with --source kafka it joins the consumer group "
-        "cinemate-projections on interaction_events, sharing the partitions with the "
-        "other workers; unreadable or failing messages go to interaction_events_dlq. "
+        f"cinemate-projections on {topics.INTERACTIONS}, sharing the partitions with the "
+        f"other workers; unreadable or failing messages go to {topics.DEAD_LETTERS}. "
         "Any mix of workers is safe beside `cinemate serve`: each batch holds the "
         "projections' lock and skips events already applied.",
     )
@@ -278,9 +279,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "relay",
         help="publish the event store to Kafka (outbox relay) only",
-        description="Publish every stored event, in store order, to the interaction_events "
-        "topic (feedback also to model_feedback), advancing the checkpoint in PostgreSQL "
-        "only after Kafka acknowledged. Needs KAFKA_BOOTSTRAP_SERVERS.",
+        description="Publish every stored event, in store order, to the "
+        f"{topics.INTERACTIONS} topic (feedback also to {topics.FEEDBACK}), advancing the "
+        "checkpoint in PostgreSQL only after Kafka acknowledged. Needs KAFKA_BOOTSTRAP_SERVERS.",
     )
     importer = sub.add_parser(
         "import",

@@ -8,11 +8,12 @@ from importlib import resources
 
 import asyncpg
 
+from event_store import locks
+
 log = logging.getLogger("cinemate.database")
 
 MIGRATIONS_PACKAGE = "schema.migrations"
 # Any fixed number works: it only has to be the same in every process that migrates.
-_MIGRATION_LOCK = 4_872_301
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -62,7 +63,7 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
         digest = hashlib.sha256(sql.encode()).hexdigest()
         async with conn.transaction():
             # Two processes starting together must not both apply one migration.
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await locks.lock_migrations(conn)
             known = await conn.fetchval(
                 "SELECT sha256 FROM schema_migrations WHERE name = $1", name
             )

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from command_side.catalog import upsert_movies
-from command_side.group_commit import GroupCommitter
 from command_side.new_events import new_event
+from event_store.append import GroupCommitter
 from schema.commands import Command, FavoriteCommand, MovieCommand, RatingCommand, WatchCommand
 
 DEMO_NAMESPACE = uuid.UUID("1e0c7a0e-5a8f-4c55-9a6e-2b1d0f3c9d77")

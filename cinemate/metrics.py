@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,7 +10,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from schema import topics
 
 
 class Metrics:
@@ -60,12 +60,12 @@ class Metrics:
         # audit trail has every dead letter of every one of them.
         self.dead_letters = Gauge(
             "cinemate_dlq_messages",
-            "Messages sent to interaction_events_dlq, all consumers, ever (audit trail)",
+            f"Messages sent to {topics.DEAD_LETTERS}, all consumers, ever (audit trail)",
             registry=self.registry,
         )
         self.consumer_lag = Gauge(
             "cinemate_kafka_consumer_lag_messages",
-            "Messages on interaction_events not yet consumed, per live consumer",
+            f"Messages on {topics.INTERACTIONS} not yet consumed, per live consumer",
             ["member"],
             registry=self.registry,
         )
@@ -73,36 +73,6 @@ class Metrics:
     def count_outcomes(self, outcomes: list[str]) -> None:
         for outcome in outcomes:
             self.events.labels(outcome).inc()
-
-
-class MeasureRequests:
-    """ASGI middleware: latency and status per route template (never per raw path)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def record_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, record_status)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
-            method = scope["method"]
-            self.metrics.requests.labels(template, method, str(status)).inc()
-            self.metrics.latency.labels(template, method).observe(time.perf_counter() - started)
 
 
 Refresh = Callable[[], Awaitable[None]]

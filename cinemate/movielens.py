@@ -12,8 +12,9 @@ from pathlib import Path
 import asyncpg
 
 from command_side.catalog import upsert_movies
-from command_side.group_commit import GroupCommitter
 from command_side.new_events import new_event
+from event_store import streams
+from event_store.append import GroupCommitter
 from model.interactions import FEEDBACK_WEIGHTS, Interaction
 from schema import events
 from schema.commands import MovieCommand, RatingCommand
@@ -110,21 +111,11 @@ async def read_interactions(
     last = rows = 0
     async with pool.acquire() as conn:
         async with conn.transaction():
-            cursor = conn.cursor(
-                "SELECT position, originator_id, originator_version, topic, payload::text "
-                "FROM interaction_events WHERE event_type <> 'search' ORDER BY position"
-            )
-            async for row in cursor:
-                event = events.decode(
-                    row["originator_id"],
-                    row["originator_version"],
-                    row["topic"],
-                    row["payload"].encode(),
-                )
+            async for position, event in streams.every_event(conn, skip_types=["search"]):
                 interaction = as_interaction(event)
                 if interaction is not None:
                     interactions.append(interaction)
-                last = row["position"]
+                last = position
                 rows += 1
                 if rows % 10_000 == 0:
                     progress(10_000)

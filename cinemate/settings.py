@@ -52,8 +52,8 @@ class Settings:
     group_commit_concurrency: int
     max_pending_events: int
     projection_batch_size: int
-    # Where projection workers read events: the store itself, or interaction_events as
-    # a Kafka consumer group (several machines sharing the partitions).
+    # Where projection workers read events: the store itself, or the interactions topic
+    # as a Kafka consumer group (several machines sharing the partitions).
     projection_source: str = "store"
 
     @property

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from command_side.request_body import BadRequest, parse, read_json_body
+from event_store.errors import UNAVAILABLE_ERRORS
 from schema.commands import ADAPTERS, Identifier, MovieCommand
 from schema.http import JSONResponse, admin_only, error_response, unavailable
 
@@ -61,7 +62,7 @@ def catalog_routes(pool: asyncpg.Pool, admin_token: str | None) -> list[Route]:
         try:
             async with pool.acquire() as conn:
                 await upsert_movies(conn, [(movie_id, movie)])
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+        except UNAVAILABLE_ERRORS as exc:
             return unavailable(f"store unavailable: {exc}")
         return JSONResponse({"movie_id": movie_id, **movie.model_dump()})
 

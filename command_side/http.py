@@ -9,16 +9,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from command_side.event_store import AppendResult
-from command_side.group_commit import (
-    UNAVAILABLE_ERRORS,
-    GroupCommitter,
-    Overloaded,
-    StoreUnavailable,
-)
 from command_side.new_events import new_event
 from command_side.request_body import BadRequest, parse, read_json_body
-from projections.rebuild import RebuildInProgress
+from event_store.append import AppendResult, GroupCommitter, Overloaded
+from event_store.errors import UNAVAILABLE_ERRORS, StoreUnavailable
 from schema.commands import ADAPTERS, BatchCommand, Command
 from schema.http import Endpoint, JSONResponse, admin_only, error_response, unavailable
 
@@ -31,6 +25,10 @@ class UnknownProjection(KeyError):
 
 class RebuildRefused(RuntimeError):
     pass
+
+
+class ForgetRefused(RuntimeError):
+    """Nothing was erased (a rebuild of the read models is running): retry later."""
 
 
 def _answer(result: AppendResult) -> dict[str, object]:
@@ -170,7 +168,7 @@ def forget_routes(forget: Forget, admin_token: str | None) -> list[Route]:
             erased = await forget(user_id)
         except UNAVAILABLE_ERRORS as exc:
             return unavailable(f"event store unavailable: {exc}")
-        except RebuildInProgress as exc:
+        except ForgetRefused as exc:
             return error_response(
                 503,
                 "rebuild_running",

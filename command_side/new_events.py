@@ -3,30 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import uuid4
 
+from event_store.append import NewEvent, encode
 from schema import events
 from schema.commands import Command
 
 _ENVELOPE = {"originator_id", "originator_version", "timestamp", "context"}
-
-
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """One row for the event store; the store assigns its position and stream version."""
-
-    event_id: UUID
-    user_id: str
-    event_type: str
-    topic: str
-    schema_version: int
-    state: str
-    body_hash: bytes
-    occurred_at: datetime
 
 
 _PAYLOAD_FIELDS: dict[str, tuple[str, ...]] = {
@@ -52,14 +37,4 @@ def domain_event(command: Command, now: datetime) -> events.InteractionEvent:
 
 def new_event(command: Command, now: datetime | None = None) -> NewEvent:
     event = domain_event(command, now or datetime.now(UTC))
-    stored = events.encode(event)
-    return NewEvent(
-        event_id=command.event_id or uuid4(),
-        user_id=event.originator_id,
-        event_type=event.event_type,
-        topic=stored.topic,
-        schema_version=events.schema_version(event),
-        state=stored.state.decode(),
-        body_hash=hashlib.sha256(command.fingerprint()).digest(),
-        occurred_at=event.timestamp,
-    )
+    return encode(event, command.event_id or uuid4(), command.fingerprint())

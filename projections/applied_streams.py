@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from projections.store_feed import StoredRecord
+from event_store.feed import StoredRecord
 
 LOAD_SQL = "SELECT user_id, stream_version FROM applied_streams WHERE user_id = ANY($1::text[])"
 RAISE_SQL = """

@@ -1,4 +1,4 @@
-"""Projection workers as a Kafka consumer group on interaction_events.
+"""Projection workers as a Kafka consumer group on the interactions topic.
 
 Several processes in group cinemate-projections share the topic's partitions; each user
 is one key, so each stream arrives in order on one partition. A batch is applied in one
@@ -9,7 +9,7 @@ changes nothing. A message is applied only if the store holds that very event: t
 store is the truth, and a forgotten user's events, still in the topic, stay forgotten.
 
 A message no projection can read, or one that keeps failing, goes to
-interaction_events_dlq with the error in its headers and a "dead_lettered" audit row,
+the dead-letter topic with the error in its headers and a "dead_lettered" audit row,
 and the partition moves on. PostgreSQL being unreachable is not the message's fault:
 that batch is retried until the database is back.
 """
@@ -29,8 +29,11 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import CommitFailedError
 
-from projections import dead_letters
-from projections.applied_streams import load_marks, not_applied, raise_marks
+from event_store import feed, locks
+from event_store.errors import TRANSIENT_ERRORS, UNAVAILABLE_ERRORS
+from event_store.feed import StoredRecord
+from projections import checkpoints, dead_letters
+from projections.applier import Applier
 from projections.kafka_feed import (
     PoisonMessage,
     ensure_topics,
@@ -38,54 +41,17 @@ from projections.kafka_feed import (
     new_producer,
     stop_quietly,
 )
-from projections.projection import Batch, Changes, Projection
-from projections.runner import (
-    ENSURE_CHECKPOINT_SQL,
-    HEARTBEAT_SQL,
-    load_checkpoint,
-    lock_projection,
-    save_checkpoint,
-)
-from projections.store_feed import UNAVAILABLE_ERRORS, Checkpoint, StoredRecord
+from projections.projection import Projection
 from schema import topics
 
 log = logging.getLogger("cinemate.consumer")
 
-IN_STORE_SQL = """
-SELECT e.event_id
-FROM interaction_events AS e
-JOIN unnest($1::uuid[], $2::text[], $3::integer[], $4::bigint[]) AS m(id, u, v, p)
-  ON e.event_id = m.id AND e.originator_id = m.u AND e.originator_version = m.v
- AND e.position = m.p
-"""
 CONSUMED_SQL = """
 INSERT INTO audit_events (event_id, stage, position, user_id, event_type, detail)
 SELECT e, 'consumed', p, u, t, jsonb_build_object('group', $6::text, 'partition', k, 'offset', o)
 FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::integer[], $7::bigint[])
      AS x(e, p, u, t, k, o)
 ON CONFLICT DO NOTHING
-"""
-# The last of the next committed events (in store order) up to which every one is at or
-# below its user's applied mark.
-COVERED_SQL = """
-SELECT tx_id::text::bigint AS tx, position
-FROM (
-    SELECT e.tx_id, e.position,
-           bool_and(e.originator_version <= coalesce(a.stream_version, 0))
-               OVER (ORDER BY e.tx_id, e.position) AS all_applied
-    FROM (
-        SELECT tx_id, position, originator_id, originator_version
-        FROM interaction_events
-        WHERE (tx_id, position) > ($1::text::xid8, $2)
-          AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-        ORDER BY tx_id, position
-        LIMIT $3
-    ) AS e
-    LEFT JOIN applied_streams AS a ON a.user_id = e.originator_id
-) AS prefix
-WHERE all_applied
-ORDER BY tx_id DESC, position DESC
-LIMIT 1
 """
 REPORT_SQL = """
 INSERT INTO kafka_consumers AS c (member, group_id, partitions, lag_messages, state, error)
@@ -126,7 +92,7 @@ class ProjectionConsumer:
     ) -> None:
         self.pool = pool
         self.bootstrap = bootstrap
-        self.projections = list(projections)
+        self.applier = Applier(projections)
         self.group = group
         self.batch_size = batch_size
         self.attempts = attempts
@@ -139,38 +105,17 @@ class ProjectionConsumer:
     async def apply(self, deliveries: Sequence[Delivery]) -> int:
         """One transaction: the deliveries the store holds and no applier has applied
         yet go to every projection whose checkpoint (a rebuild's) does not cover them."""
-        names = [p.name for p in self.projections]
         async with self.pool.acquire() as conn:
             async with conn.transaction():
-                await lock_projection(conn, *names)
-                stored = await self._in_store(conn, [d.record for d in deliveries])
+                marks = await self.applier.begin(conn)
+                stored = await feed.held_in_store(conn, [d.record for d in deliveries])
                 records = [d.record for d in deliveries if d.record.event_id in stored]
-                fresh = not_applied(records, await load_marks(conn, records))
-                changes = []
-                for projection in self.projections:
-                    mark = await load_checkpoint(conn, projection.name)
-                    mine = [r for r in fresh if r.checkpoint > mark]
-                    tables = {t: t for t in projection.tables}
-                    changes.append(
-                        await projection.apply(conn, Batch.of(mine), tables) if mine else Changes()
-                    )
-                await raise_marks(conn, fresh)
-                await self._audit_consumed(conn, deliveries, {r.event_id for r in fresh})
-            for projection, changed in zip(self.projections, changes, strict=True):
-                await projection.after_commit(changed)
-        self.applied += len(fresh)
-        return len(fresh)
-
-    @staticmethod
-    async def _in_store(conn: asyncpg.Connection, records: Sequence[StoredRecord]) -> set[Any]:
-        rows = await conn.fetch(
-            IN_STORE_SQL,
-            [r.event_id for r in records],
-            [r.user_id for r in records],
-            [r.stream_version for r in records],
-            [r.position for r in records],
-        )
-        return {row["event_id"] for row in rows}
+                applied = await self.applier.apply(conn, records, marks)
+                await self.applier.mark(conn, applied)
+                await self._audit_consumed(conn, deliveries, {r.event_id for r in applied.fresh})
+            await self.applier.after_commit(applied)
+        self.applied += len(applied.fresh)
+        return len(applied.fresh)
 
     async def _audit_consumed(
         self, conn: asyncpg.Connection, deliveries: Sequence[Delivery], applied: set[Any]
@@ -195,7 +140,7 @@ class ProjectionConsumer:
         while True:
             try:
                 return await work()
-            except (*UNAVAILABLE_ERRORS, asyncpg.TransactionRollbackError) as exc:
+            except (*UNAVAILABLE_ERRORS, *TRANSIENT_ERRORS) as exc:
                 log.warning("store unavailable; retrying the batch", extra={"error": repr(exc)})
                 await asyncio.sleep(delay)
                 delay = min(5.0, delay * 2)
@@ -288,7 +233,7 @@ class ProjectionConsumer:
         async def audit() -> None:
             async with self.pool.acquire() as conn, conn.transaction():
                 # Under the audit projection's lock, so a rebuild's swap carries it over.
-                await lock_projection(conn, "audit")
+                await locks.lock_projections(conn, ["audit"])
                 await dead_letters.record(
                     conn,
                     event_id,
@@ -307,19 +252,15 @@ class ProjectionConsumer:
     async def advance_checkpoints(self, limit: int = 5000) -> None:
         """Move the projections' store checkpoints over events already applied, so their
         lag and health read the same as with store followers."""
-        names = [p.name for p in self.projections]
         async with self.pool.acquire() as conn:
             async with conn.transaction():
-                await lock_projection(conn, *names)
-                checkpoints = {name: await load_checkpoint(conn, name) for name in names}
-                start = min(checkpoints.values())
-                row = await conn.fetchrow(COVERED_SQL, str(start.tx_id), start.position, limit)
-                if row is not None:
-                    covered = Checkpoint(row["tx"], row["position"])
-                    for name, checkpoint in checkpoints.items():
+                marks = await self.applier.begin(conn)
+                covered = await feed.covered_by_marks(conn, min(marks), limit)
+                if covered is not None:
+                    for name, checkpoint in zip(self.applier.names, marks, strict=True):
                         if covered > checkpoint:
-                            await save_checkpoint(conn, name, covered)
-                await conn.execute(HEARTBEAT_SQL, names)
+                            await checkpoints.save(conn, name, covered)
+                await checkpoints.heartbeat(conn, self.applier.names)
 
     async def report(self, consumer: AIOKafkaConsumer | None, state: str, error: str = "") -> None:
         partitions: list[int] = []
@@ -364,8 +305,7 @@ class ProjectionConsumer:
     async def run(self) -> None:
         """Consume until cancelled; while Kafka is unreachable, retry with backoff."""
         async with self.pool.acquire() as conn:
-            for projection in self.projections:
-                await conn.execute(ENSURE_CHECKPOINT_SQL, projection.name, "running")
+            await checkpoints.ensure(conn, self.applier.names)
         failures = 0
         try:
             while True:

@@ -1,4 +1,4 @@
-"""The interaction_events topic as a feed of stored records: the message format, both ways.
+"""The interactions topic as a feed of stored records: the message format, both ways.
 
 A message is keyed by user id (so each user's stream stays in order on one partition).
 Its value is the spec's envelope; its headers repeat the event id and carry the store
@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from projections.store_feed import StoredRecord
+from event_store.feed import StoredRecord
 from schema import events, topics
 
 log = logging.getLogger("cinemate.kafka")

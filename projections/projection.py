@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from projections.store_feed import StoredRecord
+from event_store.feed import StoredRecord
 from schema import events
 
 

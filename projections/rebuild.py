@@ -16,15 +16,11 @@ from collections.abc import Callable, Sequence
 
 import asyncpg
 
+from event_store import lag, locks
+from projections import checkpoints
+from projections.applier import Applier, Target
 from projections.projection import Changes, Projection
-from projections.runner import (
-    ENSURE_CHECKPOINT_SQL,
-    Target,
-    apply_next_batch,
-    load_checkpoint,
-    lock_projection,
-    take_locks,
-)
+from projections.store_follower import apply_next
 
 log = logging.getLogger("cinemate.projections")
 
@@ -38,26 +34,8 @@ class RebuildInProgress(RuntimeError):
     pass
 
 
-async def store_size(conn: asyncpg.Connection) -> int:
-    return int(await conn.fetchval("SELECT count(*) FROM interaction_events"))
-
-
 async def remaining(conn: asyncpg.Connection, target: Target) -> int:
-    checkpoint = await load_checkpoint(conn, target.checkpoint)
-    return int(
-        await conn.fetchval(
-            "SELECT count(*) FROM interaction_events"
-            " WHERE (tx_id, position) > ($1::text::xid8, $2)",
-            str(checkpoint.tx_id),
-            checkpoint.position,
-        )
-    )
-
-
-def rebuild_lock_key(name: str) -> str:
-    """Held while a rebuild begins; anyone who must not overlap a rebuild's replay (a
-    user being forgotten) takes it too."""
-    return f"rebuild:{name}"
+    return await lag.count_after(conn, await checkpoints.load_one(conn, target.checkpoint))
 
 
 RUNNING_SQL = """
@@ -75,15 +53,15 @@ async def running_rebuilds(conn: asyncpg.Connection, names: Sequence[str]) -> li
 
 async def _begin(conn: asyncpg.Connection, projection: Projection, shadow: Target) -> None:
     async with conn.transaction():
-        await take_locks(conn, [rebuild_lock_key(projection.name)])
+        await locks.lock_rebuilds(conn, [projection.name])
         if await running_rebuilds(conn, [projection.name]):
             raise RebuildInProgress(f"{projection.name} is being rebuilt already")
         for live, table in shadow.tables.items():
             await conn.execute(f"DROP TABLE IF EXISTS {table}")
             await conn.execute(f"CREATE TABLE {table} (LIKE {live} INCLUDING ALL)")
         await conn.execute("DELETE FROM projection_checkpoints WHERE name = $1", shadow.checkpoint)
-        await conn.execute(ENSURE_CHECKPOINT_SQL, shadow.checkpoint, "rebuilding")
-        await conn.execute(ENSURE_CHECKPOINT_SQL, projection.name, "running")
+        await checkpoints.ensure(conn, [shadow.checkpoint], "rebuilding")
+        await checkpoints.ensure(conn, [projection.name])
         await conn.execute(
             "UPDATE projection_checkpoints SET state = 'rebuilding' WHERE name = $1",
             projection.name,
@@ -92,10 +70,11 @@ async def _begin(conn: asyncpg.Connection, projection: Projection, shadow: Targe
 
 async def _swap(conn: asyncpg.Connection, projection: Projection, shadow: Target) -> int:
     applied = 0
+    applier = Applier([projection], [shadow])
     async with conn.transaction():
-        await lock_projection(conn, projection.name)
+        await locks.lock_projections(conn, [projection.name])
         while True:
-            count, _ = await apply_next_batch(conn, projection, shadow, 5000)
+            count, _ = await apply_next(conn, applier, 5000)
             applied += count
             if not count:
                 break
@@ -131,20 +110,16 @@ async def rebuild(
     Returns how many events were applied.
     """
     shadow = Target.shadow_of(projection)
+    applier = Applier([projection], [shadow])
     applied = flushed = 0
     async with pool.acquire() as conn:
         await _begin(conn, projection, shadow)
         try:
-            total = await store_size(conn)
+            total = await lag.store_size(conn)
             while True:
                 async with conn.transaction():
-                    # Lost with its checkpoint or kept with it, so no need to wait for fsync.
-                    await conn.execute("SET LOCAL synchronous_commit = off")
-                    count, _ = await apply_next_batch(conn, projection, shadow, batch_size)
-                    await conn.execute(
-                        "UPDATE projection_checkpoints SET heartbeat_at = now() WHERE name = $1",
-                        shadow.checkpoint,
-                    )
+                    count, _ = await apply_next(conn, applier, batch_size)
+                    await checkpoints.heartbeat(conn, [shadow.checkpoint])
                 applied += count
                 if applied - flushed >= FLUSH_EVERY_EVENTS:
                     async with conn.transaction():

@@ -8,22 +8,24 @@ from typing import Any
 
 import asyncpg
 
+from event_store import lag
+from event_store.feed import Checkpoint
+
 STALE_AFTER_SECONDS = 15.0
 
 STATUS_SQL = """
-SELECT c.name, c.position, c.state, c.heartbeat_at,
-       (SELECT count(*) FROM interaction_events AS e
-        WHERE (e.tx_id, e.position) > (c.tx_id, c.position)) AS lag_events,
-       (SELECT e.recorded_at FROM interaction_events AS e
-        WHERE (e.tx_id, e.position) > (c.tx_id, c.position)
-        ORDER BY e.tx_id, e.position LIMIT 1) AS oldest_pending
-FROM projection_checkpoints AS c
-WHERE c.name = ANY($1::text[])
+SELECT name, tx_id::text::bigint AS tx, position, state, heartbeat_at
+FROM projection_checkpoints WHERE name = ANY($1::text[])
 """
 
 
 async def projection_status(conn: asyncpg.Connection, names: list[str]) -> list[dict[str, Any]]:
-    rows = {r["name"]: r for r in await conn.fetch(STATUS_SQL, names)}
+    found = await conn.fetch(STATUS_SQL, names)
+    lags = await lag.lag(conn, [Checkpoint(r["tx"], r["position"]) for r in found])
+    rows = {
+        r["name"]: {**dict(r), "lag_events": events, "oldest_pending": oldest}
+        for r, (events, oldest) in zip(found, lags, strict=True)
+    }
     now = datetime.now(UTC)
     report = []
     for name in names:

@@ -12,10 +12,11 @@ import asyncpg
 import orjson
 import redis.asyncio as aioredis
 
+from event_store import streams
 from projections import user_features_fold as fold
 from projections.catalog import GenreLookup
 from projections.projection import Batch, Changes
-from schema import events, topics
+from schema import topics
 from schema.cache import FEATURES_PREFIX, features_key
 
 log = logging.getLogger("cinemate.projections")
@@ -201,27 +202,18 @@ async def cache_documents(
         log.warning("features cache not updated: %r", exc)
 
 
-STREAM_SQL = """
-SELECT position, originator_version, topic, payload::text AS state
-FROM interaction_events WHERE originator_id = $1 ORDER BY originator_version
-"""
-
-
 async def refresh_user(
     pool: asyncpg.Pool, redis: aioredis.Redis, genres: GenreLookup, user_id: str
 ) -> dict[str, Any] | None:
     """Fold the user's whole stream from the store, store the result and return it."""
     async with pool.acquire() as conn:
         await genres.refresh(conn)
-        rows = await conn.fetch(STREAM_SQL, user_id)
-        if not rows:
+        stream = await streams.read_stream(conn, user_id)
+        if not stream:
             return None
         state = fold.empty_state(user_id)
-        for row in rows:
-            event = events.decode(
-                user_id, row["originator_version"], row["topic"], row["state"].encode()
-            )
-            fold.apply(state, event, row["position"], genres)
+        for stored in stream:
+            fold.apply(state, stored.event, stored.position, genres)
         documents = await save_states(conn, "user_features", {user_id: state}, datetime.now(UTC))
     script = redis.register_script(SET_IF_NEWER)
     await cache_documents(redis, script, documents)

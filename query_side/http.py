@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from projections.status import projection_status
+from event_store.errors import UNAVAILABLE_ERRORS
 from query_side import health
 from query_side.features import read_features
 from query_side.popular import popular
@@ -23,16 +23,9 @@ from schema.http import JSONResponse, admin_only, error_response, unavailable
 from schema.responses import UserEvents
 
 _IDENTIFIER: TypeAdapter[str] = TypeAdapter(Identifier)
-_STORE_DOWN = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    asyncpg.CannotConnectNowError,
-)
-
 Refresh = Callable[[str], Awaitable[dict[str, Any] | None]]
+# The projections' positions, lag and state, as GET /api/v1/admin/projections lists them.
+ProjectionReport = Callable[[], Awaitable[list[dict[str, Any]]]]
 
 
 @dataclass(frozen=True)
@@ -41,7 +34,7 @@ class QueryServices:
     redis: aioredis.Redis
     probes: Mapping[str, health.Probe]
     refresh_features: Refresh
-    projection_names: list[str]
+    projection_report: ProjectionReport
     admin_token: str | None
 
 
@@ -84,7 +77,7 @@ def answering(
             return error_response(
                 422, "validation_error", [{"loc": exc.loc, "msg": exc.msg, "type": "value_error"}]
             )
-        except _STORE_DOWN as exc:
+        except UNAVAILABLE_ERRORS as exc:
             return unavailable(f"store unavailable: {exc}")
 
     return endpoint
@@ -128,9 +121,7 @@ def query_routes(services: QueryServices) -> list[Route]:
         return JSONResponse({"genre": genre, "items": items})
 
     async def projections(request: Request) -> Response:
-        async with pool.acquire() as conn:
-            report = await projection_status(conn, services.projection_names)
-        return JSONResponse({"projections": report})
+        return JSONResponse({"projections": await services.projection_report()})
 
     async def live(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

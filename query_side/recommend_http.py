@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import orjson
@@ -17,7 +18,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from projections.catalog import GenreLookup
 from query_side import recommend
 from query_side.http import BadQuery, answering, int_param, user_id_param
 from query_side.model_serving import ModelHolder, ModelRefused, ServedModel, newest_artifact
@@ -79,11 +79,25 @@ class RankingCache:
             self._rankings.popitem(last=False)
 
 
+class Catalog(Protocol):
+    """The movie catalog as the query side reads it (titles, genres, genre members)."""
+
+    def __call__(self, movie_id: str) -> Sequence[str]: ...
+
+    def title(self, movie_id: str) -> str | None: ...
+
+    def movies_in(self, genre: str) -> frozenset[str]: ...
+
+    def genre_named(self, text: str) -> str | None: ...
+
+    async def refresh(self, conn: asyncpg.Connection, *, force: bool = False) -> None: ...
+
+
 @dataclass(frozen=True)
 class RecommendServices:
     pool: asyncpg.Pool
     models: ModelHolder
-    catalog: GenreLookup
+    catalog: Catalog
     models_dir: Path
     model_path: Path | None
     admin_token: str | None
@@ -100,7 +114,7 @@ def _exclude_param(request: Request) -> set[str]:
     return ids
 
 
-def _items(catalog: GenreLookup, ranked: list[tuple[str, float]]) -> list[dict[str, Any]]:
+def _items(catalog: Catalog, ranked: list[tuple[str, float]]) -> list[dict[str, Any]]:
     return [
         {
             "movie_id": movie,

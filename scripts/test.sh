@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 .venv/bin/ruff check .
-.venv/bin/mypy cinemate command_side query_side projections model schema
+.venv/bin/mypy cinemate event_store command_side query_side projections model schema devtools tests bench
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

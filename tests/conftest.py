@@ -20,8 +20,8 @@ import redis.asyncio as aioredis
 from cinemate import database
 from cinemate.app import Services, build_app, open_services
 from cinemate.infrastructure import Infrastructure
-from cinemate.kafka_broker import KafkaBroker
 from cinemate.settings import Settings
+from devtools.kafka_broker import KafkaBroker
 
 TEMPLATE = "cinemate_test_template"
 _counter = itertools.count()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
@@ -14,7 +15,7 @@ from cinemate.settings import Settings
 Messages = list[ConsumerRecord[bytes, bytes]]
 
 
-def with_kafka(settings: Settings, bootstrap: str, **changes: object) -> Settings:
+def with_kafka(settings: Settings, bootstrap: str, **changes: Any) -> Settings:
     return dataclasses.replace(
         settings, kafka_bootstrap_servers=bootstrap, enable_kafka=True, **changes
     )
@@ -68,7 +69,7 @@ async def consume_events(
     )
 
 
-def envelope(message: ConsumerRecord[bytes, bytes]) -> dict[str, object]:
+def envelope(message: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
     assert message.value is not None
     value = orjson.loads(message.value)
     assert isinstance(value, dict)

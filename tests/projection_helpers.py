@@ -11,8 +11,8 @@ from typing import Any
 import asyncpg
 import orjson
 
-from command_side.group_commit import GroupCommitter
 from command_side.new_events import new_event
+from event_store.append import GroupCommitter
 from projections.projection import Batch, Changes
 from projections.simple_projections import NoSideEffects
 from projections.status import projection_status

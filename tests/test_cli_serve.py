@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -22,7 +23,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def call(method: str, url: str, body: object | None = None) -> tuple[int, dict[str, object]]:
+def call(method: str, url: str, body: object | None = None) -> tuple[int, dict[str, Any]]:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(
         url, data=data, method=method, headers={"Content-Type": "application/json"}
@@ -89,7 +90,7 @@ def test_serve_shares_embedded_servers_and_stops_them_on_sigterm(tmp_path: Path)
         wait_ready(other_port, second)
         status, stream = call("GET", f"http://127.0.0.1:{other_port}/api/v1/users/cli/events")
         assert status == 200
-        assert [e["payload"]["rating"] for e in stream["events"]] == [4.0]  # type: ignore[index]
+        assert [e["payload"]["rating"] for e in stream["events"]] == [4.0]
 
         second.send_signal(signal.SIGTERM)
         assert second.wait(30) == 0

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from cinemate.app import Services, build_app
-from command_side.group_commit import GroupCommitter
+from event_store.append import GroupCommitter
 
 WATCH = {"user_id": "u1", "movie_id": "m1", "progress": 0.5}
 KINDS: dict[str, dict[str, Any]] = {

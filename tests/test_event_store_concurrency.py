@@ -8,9 +8,9 @@ from collections import defaultdict
 
 import asyncpg
 
-from command_side.group_commit import GroupCommitter
 from command_side.new_events import new_event
-from projections.store_feed import Checkpoint, read_after
+from event_store.append import GroupCommitter
+from event_store.feed import Checkpoint, read_after
 from schema.commands import RatingCommand, WatchCommand
 
 WRITERS = 16

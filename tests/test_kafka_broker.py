@@ -1,4 +1,4 @@
-"""Real Kafka broker (KRaft, via cinemate.kafka_broker): produce, consume, restart, durability.
+"""Real Kafka broker (KRaft, via devtools.kafka_broker): produce, consume, restart, durability.
 
 No mocks: the first run fetches the Kafka jars with mvn (cached afterwards).
 """
@@ -16,7 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from cinemate.kafka_broker import KafkaBroker, KafkaBrokerError
+from devtools.kafka_broker import KafkaBroker, KafkaBrokerError
 
 TOPIC = "cinemate-test-events"
 GROUP = "cinemate-test-group"
@@ -155,7 +155,7 @@ def test_fetch_is_cached(broker: KafkaBroker) -> None:
 
 def test_cli_help() -> None:
     res = subprocess.run(
-        [sys.executable, "-m", "cinemate.kafka_broker", "--help"],
+        [sys.executable, "-m", "devtools.kafka_broker", "--help"],
         capture_output=True,
         text=True,
         check=True,
@@ -166,7 +166,7 @@ def test_cli_help() -> None:
 
 def test_cli_start_and_stop_from_another_process(tmp_path: Path) -> None:
     data = tmp_path / "cli-kafka"
-    cli = [sys.executable, "-m", "cinemate.kafka_broker"]
+    cli = [sys.executable, "-m", "devtools.kafka_broker"]
     proc = subprocess.Popen(
         [*cli, "start", "--data-dir", str(data)],
         stdout=subprocess.PIPE,

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
+from event_store.feed import StoredRecord
 from projections.applied_streams import not_applied
 from projections.kafka_feed import PoisonMessage, from_message, to_message
-from projections.store_feed import StoredRecord
 from schema import events
 
 AT = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from contextlib import AsyncExitStack
+from typing import Any
 
 import httpx
 import orjson
 
 from cinemate.app import build_app, open_services
-from cinemate.kafka_broker import KafkaBroker
 from cinemate.settings import Settings
+from devtools.kafka_broker import KafkaBroker
 from tests.kafka_helpers import consume_events, consume_until, envelope, user_of, with_kafka
 from tests.projection_helpers import features_at
 
@@ -25,7 +26,7 @@ async def test_every_stored_event_is_published_once_per_position(
         services = await open_services(settings, settings.database_url, settings.redis_url, stack)
         transport = httpx.ASGITransport(app=build_app(services))
         async with httpx.AsyncClient(transport=transport, base_url="http://c") as http:
-            items = [
+            items: list[dict[str, Any]] = [
                 {"type": "rating", "user_id": f"k{i % 7}", "movie_id": f"m{i}", "rating": 4}
                 for i in range(60)
             ]

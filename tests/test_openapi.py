@@ -16,7 +16,7 @@ def test_every_route_is_documented_and_nothing_else(services: Services) -> None:
         (method.lower(), route.path)
         for route in app.routes
         if isinstance(route, Route) and route.path not in UNDOCUMENTED
-        for method in (route.methods or ()) - {"HEAD"}
+        for method in (route.methods or set()) - {"HEAD"}
     }
     documented = {
         (method, path) for path, ops in openapi.build()["paths"].items() for method in ops

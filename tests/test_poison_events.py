@@ -11,7 +11,7 @@ import pytest
 
 from cinemate.app import Services
 from command_side.new_events import new_event
-from projections.runner import Projector
+from projections.store_follower import StoreFollower
 from schema.commands import FeedbackCommand, RatingCommand
 from tests.projection_helpers import FailingProjection, features_at, wait_caught_up
 
@@ -53,7 +53,7 @@ async def test_a_projection_failing_on_every_event_skips_none(
         await services.committer.append(
             [new_event(RatingCommand(user_id=user, movie_id="m", rating=1))]
         )
-    projector = Projector(
+    projector = StoreFollower(
         services.pool, [*services.projections.values(), FailingProjection("broken", lambda _: True)]
     )
     task = asyncio.create_task(projector.run(asyncio.Event(), idle_seconds=0.1))

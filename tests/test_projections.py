@@ -78,7 +78,7 @@ async def test_popular_is_trending_and_filters_by_genre(
         "INSERT INTO movies (movie_id, title, genres) VALUES "
         "('hit', 'Hit', '{Comedy}'), ('cult', 'Cult', '{Horror}'), ('flop', 'Flop', '{Comedy}')"
     )
-    events = [
+    events: list[dict[str, object]] = [
         {"type": "favorite", "user_id": f"p{i}", "movie_id": "hit", "action": "add"}
         for i in range(5)
     ]

@@ -14,7 +14,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pgserver
-from pgserver._commands import pg_ctl
+from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
 from cinemate import database
 from cinemate.embedded import EmbeddedPostgres

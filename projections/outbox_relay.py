@@ -19,9 +19,10 @@ from collections.abc import Sequence
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from event_store import locks
+from event_store.feed import StoredRecord, read_after
+from projections import checkpoints
 from projections.kafka_feed import ensure_topics, new_producer, stop_quietly, to_message
-from projections.runner import ENSURE_CHECKPOINT_SQL, load_checkpoint, save_checkpoint
-from projections.store_feed import StoredRecord, read_after
 from schema import topics
 
 log = logging.getLogger("cinemate.relay")
@@ -32,12 +33,6 @@ AUDIT_SQL = """
 INSERT INTO audit_batches
     (stage, actor, first_tx_id, first_position, last_tx_id, last_position, events)
 VALUES ('published', 'kafka_relay', $1::text::xid8, $2, $3::text::xid8, $4, $5)
-"""
-# Several relays may run (in each API process, or alone): one publishes at a time, so
-# nothing is sent twice by two of them, and another takes over when it stops.
-TAKE_TURN_SQL = "SELECT pg_try_advisory_xact_lock(hashtextextended('kafka_relay', 0))"
-STATE_SQL = """
-UPDATE projection_checkpoints SET state = $2, heartbeat_at = now() WHERE name = $1
 """
 
 
@@ -66,7 +61,7 @@ class OutboxRelay:
         """Messages written for Kafka outside the event stream, oldest first; each row is
         deleted only after Kafka acknowledged it."""
         async with self.pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval(TAKE_TURN_SQL):
+            if not await locks.take_relay_turn(conn):
                 return 0
             rows = await conn.fetch(
                 "SELECT id, topic, key, value FROM kafka_outbox ORDER BY id LIMIT 2000"
@@ -86,16 +81,16 @@ class OutboxRelay:
     async def step(self, producer: AIOKafkaProducer) -> int:
         """Publish one batch and, once Kafka has acknowledged all of it, checkpoint it."""
         async with self.pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval(TAKE_TURN_SQL):
+            if not await locks.take_relay_turn(conn):
                 return 0
-            checkpoint = await load_checkpoint(conn, RELAY)
+            checkpoint = await checkpoints.load_one(conn, RELAY)
             records = await read_after(conn, checkpoint, self.batch_size)
             if not records:
-                await conn.execute(STATE_SQL, RELAY, "running")
+                await checkpoints.set_state(conn, RELAY, "running")
                 return 0
             await self._publish(producer, records)
             first, last = records[0].checkpoint, records[-1].checkpoint
-            await save_checkpoint(conn, RELAY, last)
+            await checkpoints.save(conn, RELAY, last)
             await conn.execute(
                 AUDIT_SQL,
                 str(first.tx_id),
@@ -110,14 +105,14 @@ class OutboxRelay:
     async def _report(self, state: str) -> None:
         try:
             async with self.pool.acquire(timeout=2) as conn:
-                await conn.execute(STATE_SQL, RELAY, state)
+                await checkpoints.set_state(conn, RELAY, state)
         except Exception as exc:  # PostgreSQL down too: the relay's own retry covers it
             log.debug("relay state not recorded: %r", exc)
 
     async def run(self, wake: asyncio.Event, idle_seconds: float = 1.0) -> None:
         """Publish until cancelled; while Kafka is unreachable, retry with backoff."""
         async with self.pool.acquire() as conn:
-            await conn.execute(ENSURE_CHECKPOINT_SQL, RELAY, "running")
+            await checkpoints.ensure(conn, [RELAY])
         failures = 0
         while True:
             producer = new_producer(self.bootstrap)

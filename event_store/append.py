@@ -1,28 +1,99 @@
-"""Group commit: concurrent requests share one transaction, and so one fsync.
+"""Appending: concurrent requests share one transaction, and so one fsync (group commit).
 
-Each request waits on a future that is resolved only after the transaction holding its
-events has committed. While one group commits, the next one gathers.
+Each request waits on a future resolved only after the transaction holding its events
+has committed; while one group commits, the next one gathers. A group is one call to
+`append_interaction_events` (schema/migrations): it takes a lock per stream, dedupes by
+event id, detects conflicts and inserts, in one round trip, correct across processes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
 
-from command_side.event_store import AppendResult, append_group
-from command_side.new_events import NewEvent
-from projections.store_feed import UNAVAILABLE_ERRORS
+from event_store.errors import TRANSIENT_ERRORS, UNAVAILABLE_ERRORS, StoreUnavailable
+from schema import events
 
-log = logging.getLogger("cinemate.command_side")
+log = logging.getLogger("cinemate.event_store")
+
+APPEND_SQL = "SELECT * FROM append_interaction_events($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+# A deadlock, serialization failure or a unique violation raced by another process is
+# retried this often inside, never shown to a client.
+ATTEMPTS = 5
 
 
-class StoreUnavailable(RuntimeError):
-    """The event store could not be reached: nothing of the request was stored."""
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """One row for the event store; the store assigns its position and stream version."""
+
+    event_id: UUID
+    user_id: str
+    event_type: str
+    topic: str
+    schema_version: int
+    state: str
+    body_hash: bytes
+    occurred_at: datetime
+
+
+def encode(event: events.InteractionEvent, event_id: UUID, fingerprint: bytes) -> NewEvent:
+    """The domain event encoded by eventsourcing's mapper; `fingerprint` identifies the
+    client's request body, so the same event id with another body is a conflict."""
+    stored = events.encode(event)
+    return NewEvent(
+        event_id=event_id,
+        user_id=event.originator_id,
+        event_type=event.event_type,
+        topic=stored.topic,
+        schema_version=events.schema_version(event),
+        state=stored.state.decode(),
+        body_hash=hashlib.sha256(fingerprint).digest(),
+        occurred_at=event.timestamp,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    event_id: UUID
+    position: int | None
+    stream_version: int | None
+    outcome: str  # accepted | duplicate | conflict | rejected
+
+
+async def append_group(
+    conn: asyncpg.Connection, requests: Sequence[Sequence[NewEvent]]
+) -> list[list[AppendResult]]:
+    """Append the requests' events (event ids unique across the group); answers come
+    back after the commit. A request with an event id already used for another body is
+    refused whole."""
+    rows = [(number, event) for number, events_ in enumerate(requests) for event in events_]
+    records = await conn.fetch(
+        APPEND_SQL,
+        [number for number, _ in rows],
+        [e.event_id for _, e in rows],
+        [e.user_id for _, e in rows],
+        [e.event_type for _, e in rows],
+        [e.topic for _, e in rows],
+        [e.schema_version for _, e in rows],
+        [e.state for _, e in rows],
+        [e.body_hash for _, e in rows],
+        [e.occurred_at for _, e in rows],
+    )
+    answers: list[list[AppendResult]] = [[] for _ in requests]
+    for (number, event), record in zip(rows, records, strict=True):
+        answers[number].append(
+            AppendResult(
+                event.event_id, record["position"], record["stream_version"], record["outcome"]
+            )
+        )
+    return answers
 
 
 class Overloaded(RuntimeError):
@@ -78,17 +149,17 @@ class GroupCommitter:
     def pending_events(self) -> int:
         return self._pending_events
 
-    async def append(self, events: Sequence[NewEvent]) -> list[AppendResult]:
-        if self._pending_events + len(events) > self._max_pending_events:
+    async def append(self, events_: Sequence[NewEvent]) -> list[AppendResult]:
+        if self._pending_events + len(events_) > self._max_pending_events:
             raise Overloaded(f"{self._pending_events} events are waiting to be committed")
         future: asyncio.Future[list[AppendResult]] = asyncio.get_running_loop().create_future()
-        self._pending_events += len(events)
+        self._pending_events += len(events_)
         self._idle.clear()
         try:
-            self._queue.put_nowait(_Pending(events, future))
+            self._queue.put_nowait(_Pending(events_, future))
             return await asyncio.shield(future)
         finally:
-            self._pending_events -= len(events)
+            self._pending_events -= len(events_)
             if not self._pending_events:
                 self._idle.set()
 
@@ -130,16 +201,19 @@ class GroupCommitter:
                 seen |= ids
                 batch.append(pending)
         requests = [pending.events for pending in batch]
-        for attempt in range(3):
+        for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with self._pool.acquire() as conn:
                     results = await append_group(conn, requests)
                 break
-            except asyncpg.UniqueViolationError:
+            except (asyncpg.UniqueViolationError, *TRANSIENT_ERRORS) as exc:
                 # Another process stored one of these event ids at the same moment for
-                # another stream; retrying reads it back as a conflict.
-                if attempt == 2:
+                # another stream (retrying reads it back as a conflict), or the group
+                # met another transaction in a deadlock: nothing of it was stored.
+                if attempt == ATTEMPTS:
                     raise
+                log.info("append retried", extra={"error": repr(exc), "attempt": attempt})
+                await asyncio.sleep(0.005 * attempt)
         for pending, answers in zip(batch, results, strict=True):
             if not pending.future.done():
                 pending.future.set_result(answers)

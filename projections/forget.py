@@ -1,8 +1,8 @@
 """Forget a user: their events, read-model rows and cache entries go in one transaction.
 
-The store's delete trigger lets through only the user named in the transaction-local
-setting cinemate.forget_user. The projections' locks are held meanwhile, so no batch
-in flight can write the user's rows back. The audit trail keeps that an erasure
+The store erases the stream under the stream's lock (no append to it is in flight), and
+the projections' locks are held meanwhile, so no batch in flight can write the user's
+rows back. The audit trail keeps that an erasure
 happened and how many events it removed, but not whose.
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import asyncpg
 import redis.asyncio as aioredis
 
-from projections.rebuild import RebuildInProgress, rebuild_lock_key, running_rebuilds
-from projections.runner import lock_key, take_locks
+from event_store import locks, streams
+from projections.rebuild import RebuildInProgress, running_rebuilds
 from schema import topics
 from schema.cache import features_key
 
@@ -43,16 +43,13 @@ async def forget_user(
         async with conn.transaction():
             # A rebuild's replay may already hold this user's events (in memory, in
             # shadow tables) and would swap them back in: forgetting waits for a rebuild
-            # to begin or refuses while one runs; the `rebuild:` locks order the two.
-            await take_locks(conn, [rebuild_lock_key(name) for name in projections])
+            # to begin or refuses while one runs; the rebuild locks order the two.
+            await locks.lock_rebuilds(conn, projections)
             if rebuilding := await running_rebuilds(conn, projections):
                 raise RebuildInProgress(", ".join(rebuilding))
-            await take_locks(conn, [lock_key(name) for name in projections])
-            await conn.execute("SELECT set_config('cinemate.forget_user', $1, true)", user_id)
-            erased = await conn.fetch(
-                "DELETE FROM interaction_events WHERE originator_id = $1 RETURNING position",
-                user_id,
-            )
+            # Not lock_projections: an erasure is answered once durable, like an append.
+            await locks.take(conn, locks.LockClass.PROJECTION, projections)
+            erased = await streams.erase_stream(conn, user_id)
             for sql in READ_MODEL_DELETES:
                 await conn.execute(sql, user_id)
             # Compacted consumers drop the user's key on a null value: a tombstone per topic
@@ -68,10 +65,10 @@ async def forget_user(
                 "INSERT INTO audit_events (event_id, stage, position, user_id, event_type, detail)"
                 " VALUES ($1, 'erased', 0, '', 'forget', $2::jsonb)",
                 uuid.uuid4(),
-                f'{{"events": {len(erased)}}}',
+                f'{{"events": {erased}}}',
             )
     try:
         await redis.delete(features_key(user_id))
     except (aioredis.RedisError, OSError):
         pass  # PostgreSQL no longer has the row; a stale cache entry is gone on expiry
-    return len(erased)
+    return erased

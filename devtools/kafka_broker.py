@@ -20,9 +20,9 @@ Python::
 
 CLI::
 
-    python -m cinemate.kafka_broker fetch
-    python -m cinemate.kafka_broker start [--data-dir DIR] [--port N]   # foreground
-    python -m cinemate.kafka_broker stop  [--data-dir DIR]
+    python -m devtools.kafka_broker fetch
+    python -m devtools.kafka_broker start [--data-dir DIR] [--port N]   # foreground
+    python -m devtools.kafka_broker stop  [--data-dir DIR]
 """
 
 from __future__ import annotations
@@ -603,14 +603,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m cinemate.kafka_broker",
+        prog="python -m devtools.kafka_broker",
         description="Real Apache Kafka broker (KRaft, single node, no Docker) for dev and tests. "
         f"Jars are fetched once with mvn into ${CACHE_ENV} (default ~/.cache/cinemate/kafka).",
         epilog="examples:\n"
-        "  python -m cinemate.kafka_broker fetch\n"
-        "  python -m cinemate.kafka_broker start --data-dir /tmp/kafka --port 9092\n"
-        "  python -m cinemate.kafka_broker stop --data-dir /tmp/kafka   # from another shell\n"
-        "  python -m cinemate.kafka_broker --version 4.0.0 fetch",
+        "  python -m devtools.kafka_broker fetch\n"
+        "  python -m devtools.kafka_broker start --data-dir /tmp/kafka --port 9092\n"
+        "  python -m devtools.kafka_broker stop --data-dir /tmp/kafka   # from another shell\n"
+        "  python -m devtools.kafka_broker --version 4.0.0 fetch",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", default=DEFAULT_VERSION, help="Kafka version (%(default)s)")

@@ -1,4 +1,5 @@
-"""Following the event store in commit-safe order.
+"""Following the event store in commit-safe order: what store followers, the relay and
+Kafka consumers read.
 
 Positions are taken at insert, not at commit, so position 101 can be visible before 100.
 A reader therefore orders by (tx_id, position) and takes only rows whose transaction id
@@ -8,8 +9,8 @@ committed or rolled back, so nothing can appear behind the reader later.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
@@ -17,21 +18,6 @@ from uuid import UUID
 import asyncpg
 
 from schema import events
-
-# Errors that mean "the store cannot be reached", as opposed to a bug or bad data.
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    # A connection cut mid-operation can leave asyncpg's protocol in a state it reports
-    # this way; the outcome is unknown, so the client retries with the same event id.
-    asyncpg.InternalClientError,
-)
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -110,3 +96,58 @@ async def read_after(conn: asyncpg.Connection, after: Checkpoint, limit: int) ->
         )
         for row in rows
     ]
+
+
+IN_STORE_SQL = """
+SELECT e.event_id
+FROM interaction_events AS e
+JOIN unnest($1::uuid[], $2::text[], $3::integer[], $4::bigint[]) AS m(id, u, v, p)
+  ON e.event_id = m.id AND e.originator_id = m.u AND e.originator_version = m.v
+ AND e.position = m.p
+"""
+
+
+async def held_in_store(conn: asyncpg.Connection, records: Sequence[StoredRecord]) -> set[UUID]:
+    """The ids of the records the store holds as they are (same id, stream, version and
+    position): a message on a topic is applied only if the store still has that event."""
+    rows = await conn.fetch(
+        IN_STORE_SQL,
+        [r.event_id for r in records],
+        [r.user_id for r in records],
+        [r.stream_version for r in records],
+        [r.position for r in records],
+    )
+    return {row["event_id"] for row in rows}
+
+
+# The last of the next committed events (in store order) up to which every one is at or
+# below its user's applied mark.
+COVERED_SQL = """
+SELECT tx_id::text::bigint AS tx, position
+FROM (
+    SELECT e.tx_id, e.position,
+           bool_and(e.originator_version <= coalesce(a.stream_version, 0))
+               OVER (ORDER BY e.tx_id, e.position) AS all_applied
+    FROM (
+        SELECT tx_id, position, originator_id, originator_version
+        FROM interaction_events
+        WHERE (tx_id, position) > ($1::text::xid8, $2)
+          AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+        ORDER BY tx_id, position
+        LIMIT $3
+    ) AS e
+    LEFT JOIN applied_streams AS a ON a.user_id = e.originator_id
+) AS prefix
+WHERE all_applied
+ORDER BY tx_id DESC, position DESC
+LIMIT 1
+"""
+
+
+async def covered_by_marks(
+    conn: asyncpg.Connection, after: Checkpoint, limit: int
+) -> Checkpoint | None:
+    """How far past `after` (at most `limit` events) every committed event is already at
+    or below its user's applied-stream mark; None if not even the next one is."""
+    row = await conn.fetchrow(COVERED_SQL, str(after.tx_id), after.position, limit)
+    return Checkpoint(row["tx"], row["position"]) if row is not None else None

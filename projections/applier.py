@@ -1,0 +1,147 @@
+"""The one batch applier: store followers, Kafka consumers and rebuilds apply through it.
+
+A batch is applied inside the caller's transaction, under the projections' advisory
+locks (taken in one order, so appliers in several processes take turns and never
+deadlock). Each projection gets the records past its own checkpoint (they differ after a
+rebuild), and, for live tables, only those past their user's applied-stream mark: an
+event some other applier has put in already changes nothing. The caller then either
+moves the checkpoints over the batch (a store follower: the batch is a stretch of the
+store) or raises the marks (a Kafka consumer: the batch is whatever the partitions
+delivered). Read models, marks and checkpoints commit together, so a crash keeps all of
+a batch or none of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from event_store import locks
+from event_store.feed import Checkpoint, StoredRecord
+from projections import applied_streams, checkpoints
+from projections.projection import Batch, Changes, Projection
+
+AUDIT_BATCH_SQL = """
+INSERT INTO audit_batches
+    (stage, actor, first_tx_id, first_position, last_tx_id, last_position, events)
+VALUES ('projected', $1, $2::text::xid8, $3, $4::text::xid8, $5, $6)
+"""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a projection writes: its live tables and checkpoint, or a rebuild's shadows."""
+
+    checkpoint: str
+    tables: Mapping[str, str]
+    live: bool
+
+    @classmethod
+    def live_of(cls, projection: Projection) -> Target:
+        return cls(projection.name, {t: t for t in projection.tables}, live=True)
+
+    @staticmethod
+    def shadow_name(name: str) -> str:
+        return f"{name}__rebuild"
+
+    @classmethod
+    def shadow_of(cls, projection: Projection) -> Target:
+        return cls(
+            cls.shadow_name(projection.name),
+            {t: f"{t}__rebuild" for t in projection.tables},
+            live=False,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What one batch did: the records put in (past their marks), and per projection the
+    changes for `after_commit`."""
+
+    fresh: list[StoredRecord]
+    changes: list[Changes]
+
+
+class Applier:
+    def __init__(
+        self, projections: Sequence[Projection], targets: Sequence[Target] | None = None
+    ) -> None:
+        self.projections = list(projections)
+        self.targets = (
+            list(targets) if targets is not None else [Target.live_of(p) for p in projections]
+        )
+        self.names = [p.name for p in self.projections]
+        self.live = all(t.live for t in self.targets)
+
+    async def begin(self, conn: asyncpg.Connection) -> list[Checkpoint]:
+        """Inside the caller's transaction: take the projections' turn (live tables; a
+        rebuild's shadows have one writer, and its swap takes the live lock); their
+        checkpoints. Either way the commit need not wait for the WAL flush (see locks)."""
+        if self.live:
+            await locks.lock_projections(conn, self.names)
+        else:
+            await conn.execute("SELECT set_config('synchronous_commit', 'off', true)")
+        return await checkpoints.load(conn, [t.checkpoint for t in self.targets])
+
+    async def apply(
+        self,
+        conn: asyncpg.Connection,
+        records: Sequence[StoredRecord],
+        marks_from: Sequence[Checkpoint],
+    ) -> Applied:
+        """Apply each projection the records past its checkpoint in `marks_from`. Live
+        tables skip what the applied-stream marks hold; a rebuild's shadows take all."""
+        fresh = (
+            applied_streams.not_applied(records, await applied_streams.load_marks(conn, records))
+            if self.live
+            else list(records)
+        )
+        changes = []
+        for projection, target, mark in zip(
+            self.projections, self.targets, marks_from, strict=True
+        ):
+            mine = [r for r in fresh if r.checkpoint > mark]
+            changes.append(
+                await projection.apply(
+                    conn, Batch.of(mine), target.tables, defer=not target.live
+                )
+                if mine
+                else Changes()
+            )
+        return Applied(fresh, changes)
+
+    async def advance(
+        self,
+        conn: asyncpg.Connection,
+        records: Sequence[StoredRecord],
+        marks_from: Sequence[Checkpoint],
+    ) -> None:
+        """Move each checkpoint over the records (a stretch of the store, in its order)
+        and note the stretch in the audit trail of each live projection."""
+        for target, mark in zip(self.targets, marks_from, strict=True):
+            mine = [r for r in records if r.checkpoint > mark]
+            if not mine:
+                continue
+            first, last = mine[0].checkpoint, mine[-1].checkpoint
+            if target.live:
+                await conn.execute(
+                    AUDIT_BATCH_SQL,
+                    target.checkpoint,
+                    str(first.tx_id),
+                    first.position,
+                    str(last.tx_id),
+                    last.position,
+                    len(mine),
+                )
+            await checkpoints.save(conn, target.checkpoint, last)
+
+    async def mark(self, conn: asyncpg.Connection, applied: Applied) -> None:
+        """Raise the applied-stream marks over what the batch put in (Kafka consumers:
+        a redelivery or a republished message then changes nothing)."""
+        await applied_streams.raise_marks(conn, applied.fresh)
+
+    async def after_commit(self, applied: Applied) -> None:
+        for projection, changed in zip(self.projections, applied.changes, strict=True):
+            await projection.after_commit(changed)
