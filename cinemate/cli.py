@@ -75,16 +75,30 @@ async def _running(
 async def _serve(settings: Settings, host: str, port: int) -> None:
     from cinemate.app import build_app
     from cinemate.server import server as http_server
+    from cinemate.supervisor import WorkerProcess
 
     sock = _listen(host, port)
-    async with _running(settings, run_projections=None, run_relay=None, serving=True) as services:
+    child = settings.enable_consumers and not settings.projections_in_process
+    run_here = False if child else None
+    async with _running(
+        settings, run_projections=run_here, run_relay=run_here, serving=True
+    ) as services:
+        # Started once the embedded servers run, so the child shares them.
+        worker = WorkerProcess(["--relay"] if settings.kafka_on else []) if child else None
+        if worker is not None:
+            worker.start()
         server = http_server(build_app(services), host, port)
-        log.info("serving", extra={"host": host, "port": port})
-        await server.serve(sockets=[sock])
+        log.info("serving", extra={"host": host, "port": port, "projection_worker": child})
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            if worker is not None:
+                await worker.stop()
 
 
-async def _worker(settings: Settings, source: str | None) -> None:
-    """Projections only, from the store or from Kafka, until SIGTERM/SIGINT."""
+async def _worker(settings: Settings, source: str | None, relay: bool = False) -> None:
+    """Projections only (and the Kafka relay with `relay`), from the store or from Kafka,
+    until SIGTERM/SIGINT."""
     if source == "kafka" and not settings.kafka_bootstrap_servers:
         raise SystemExit("cinemate: worker --source kafka needs KAFKA_BOOTSTRAP_SERVERS")
     if source is not None:
@@ -93,7 +107,7 @@ async def _worker(settings: Settings, source: str | None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with _running(settings, run_projections=True, run_relay=False) as services:
+    async with _running(settings, run_projections=True, run_relay=relay) as services:
         log.info(
             "projecting",
             extra={"projections": list(services.projections), "source": settings.projection_source},
@@ -246,7 +260,7 @@ def parser() -> argparse.ArgumentParser:
         ),
     )
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = sub.add_parser("serve", help="run the HTTP API with projections in-process")
+    serve = sub.add_parser("serve", help="run the HTTP API, with the projections in a supervised worker process")
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default %(default)s)"
     )
@@ -267,6 +281,11 @@ def parser() -> argparse.ArgumentParser:
         choices=["store", "kafka"],
         default=None,
         help="where to read events (default: CINEMATE_PROJECTION_SOURCE, else store)",
+    )
+    worker.add_argument(
+        "--relay",
+        action="store_true",
+        help="also publish the store to Kafka (what `serve` asks of its own worker)",
     )
     replay = sub.add_parser(
         "replay",
@@ -346,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif args.command == "migrate":
             _run(_migrate(settings))
         elif args.command == "worker":
-            _run(_worker(settings, args.source))
+            _run(_worker(settings, args.source, args.relay))
         elif args.command in ("replay", "rebuild"):
             _run(_replay(settings, args.projections))
         elif args.command == "relay":

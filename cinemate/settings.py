@@ -55,6 +55,9 @@ class Settings:
     # Where projection workers read events: the store itself, or the interactions topic
     # as a Kafka consumer group (several machines sharing the partitions).
     projection_source: str = "store"
+    # `serve` runs the projections (and the Kafka relay) in a supervised child process, so
+    # the API and the projections each get a core; true keeps them on the API's loop.
+    projections_in_process: bool = False
 
     @property
     def kafka_on(self) -> bool:
@@ -80,4 +83,5 @@ class Settings:
             max_pending_events=int(env.get("CINEMATE_MAX_PENDING_EVENTS") or 50_000),
             projection_batch_size=int(env.get("CINEMATE_PROJECTION_BATCH") or 1000),
             projection_source=_source(env.get("CINEMATE_PROJECTION_SOURCE") or "store", kafka),
+            projections_in_process=_flag(env, "CINEMATE_PROJECTIONS_IN_PROCESS", default=False),
         )

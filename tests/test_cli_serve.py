@@ -107,3 +107,52 @@ def test_serve_shares_embedded_servers_and_stops_them_on_sigterm(tmp_path: Path)
     while postgres_running(tmp_path) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not postgres_running(tmp_path)
+
+
+def worker_children(process: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    found = []
+    for child in psutil.Process(process.pid).children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and "worker" in child.cmdline():
+                found.append(child)
+        except psutil.Error:
+            pass  # ended meanwhile
+    return found
+
+
+def features_version(port: int, user: str) -> int:
+    status, document = call("GET", f"http://127.0.0.1:{port}/api/v1/features/{user}")
+    return int(document["stream_version"]) if status == 200 else 0
+
+
+def wait_until(check: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_serve_projects_in_a_supervised_worker_process(tmp_path: Path) -> None:
+    """The projections run in a child `cinemate worker` (a second core); killed, it is
+    started again and catches up; SIGTERM to serve stops it too."""
+    port = free_port()
+    service = serve(tmp_path, port)
+    try:
+        wait_ready(port, service)
+        wait_until(lambda: len(worker_children(service)) == 1)
+        (first,) = worker_children(service)
+        body = {"user_id": "sup", "movie_id": "m1", "progress": 0.5}
+        assert call("POST", f"http://127.0.0.1:{port}/api/v1/events/watch", body)[0] == 202
+        wait_until(lambda: features_version(port, "sup") == 1)
+        first.kill()
+        assert call("POST", f"http://127.0.0.1:{port}/api/v1/events/watch", body)[0] == 202
+        wait_until(lambda: [c.pid for c in worker_children(service)] not in ([], [first.pid]))
+        wait_until(lambda: features_version(port, "sup") == 2)
+        (second,) = worker_children(service)
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(60) == 0
+        assert not second.is_running() or second.status() == psutil.STATUS_ZOMBIE
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.wait(30)
