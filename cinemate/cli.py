@@ -260,7 +260,9 @@ def parser() -> argparse.ArgumentParser:
         ),
     )
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = sub.add_parser("serve", help="run the HTTP API, with the projections in a supervised worker process")
+    serve = sub.add_parser(
+        "serve", help="run the HTTP API, with the projections in a supervised worker process"
+    )
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default %(default)s)"
     )

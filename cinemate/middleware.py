@@ -7,9 +7,10 @@ One layer, not three: every request pays for each layer's extra coroutine and wr
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
-import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,6 +20,10 @@ from cinemate.metrics import Metrics
 from schema.http import error_response
 
 log = logging.getLogger("cinemate.http")
+
+# Request ids: unique per process (a random prefix) and cheap (a counter after it).
+_PREFIX = os.urandom(6).hex()
+_numbers = itertools.count(1)
 
 
 class RequestContext:
@@ -42,7 +47,7 @@ class RequestContext:
             if name == b"x-request-id":
                 rid = value.decode("latin-1")[:128]
                 break
-        rid = rid or uuid.uuid4().hex
+        rid = rid or f"{_PREFIX}{next(_numbers):010x}"
         token = request_id.set(rid)
         header = (b"x-request-id", rid.encode("latin-1"))
         status = 0

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 from typing import Any
-from uuid import uuid4
 
 from event_store.append import NewEvent, encode
+from event_store.ids import new_event_id
 from schema import events
 from schema.commands import Command
 
@@ -37,4 +37,4 @@ def domain_event(command: Command, now: datetime) -> events.InteractionEvent:
 
 def new_event(command: Command, now: datetime | None = None) -> NewEvent:
     event = domain_event(command, now or datetime.now(UTC))
-    return encode(event, command.event_id or uuid4(), command.fingerprint())
+    return encode(event, command.event_id or new_event_id(), command.fingerprint())

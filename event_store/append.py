@@ -157,26 +157,48 @@ class GroupCommitter:
         self._idle.clear()
         try:
             self._queue.put_nowait(_Pending(events_, future))
-            return await asyncio.shield(future)
+            # Not shielded: a client that goes away cancels only its wait; the events are
+            # committed all the same, and the writer skips a future already done.
+            return await future
         finally:
             self._pending_events -= len(events_)
             if not self._pending_events:
                 self._idle.set()
 
     async def _work(self) -> None:
-        while True:
-            group = await self._gather()
+        """One writer: it keeps its connection between groups (no pool round trip, no
+        reset query per commit) and takes a fresh one after the store was unreachable."""
+        conn: asyncpg.Connection | None = None
+        try:
+            while True:
+                group = await self._gather()
+                try:
+                    if conn is None:
+                        conn = await self._pool.acquire()
+                    await self._commit(conn, group)
+                except asyncio.CancelledError:
+                    self._fail(group, StoreUnavailable("the service is shutting down"))
+                    raise
+                except UNAVAILABLE_ERRORS as exc:
+                    log.warning("event store unavailable: %r", exc)
+                    self._fail(group, StoreUnavailable(f"event store unavailable: {exc}"))
+                    await self._release(conn)
+                    conn = None
+                except Exception as exc:
+                    log.exception("append failed")
+                    self._fail(group, exc)
+                    await self._release(conn)
+                    conn = None
+        finally:
+            await self._release(conn)
+
+    async def _release(self, conn: asyncpg.Connection | None) -> None:
+        if conn is not None:
             try:
-                await self._commit(group)
-            except asyncio.CancelledError:
-                self._fail(group, StoreUnavailable("the service is shutting down"))
-                raise
-            except UNAVAILABLE_ERRORS as exc:
-                log.warning("event store unavailable: %r", exc)
-                self._fail(group, StoreUnavailable(f"event store unavailable: {exc}"))
-            except Exception as exc:
-                log.exception("append failed")
-                self._fail(group, exc)
+                await self._pool.release(conn, timeout=5)
+            except Exception as exc:  # a broken connection: the pool replaces it
+                log.debug("append connection not released cleanly: %r", exc)
+                conn.terminate()
 
     async def _gather(self) -> list[_Pending]:
         group = self._deferred
@@ -190,7 +212,7 @@ class GroupCommitter:
             size += len(pending.events)
         return group
 
-    async def _commit(self, group: list[_Pending]) -> None:
+    async def _commit(self, conn: asyncpg.Connection, group: list[_Pending]) -> None:
         batch: list[_Pending] = []
         seen: set[UUID] = set()
         for pending in group:
@@ -203,8 +225,7 @@ class GroupCommitter:
         requests = [pending.events for pending in batch]
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                async with self._pool.acquire() as conn:
-                    results = await append_group(conn, requests)
+                results = await append_group(conn, requests)
                 break
             except (asyncpg.UniqueViolationError, *TRANSIENT_ERRORS) as exc:
                 # Another process stored one of these event ids at the same moment for

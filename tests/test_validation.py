@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
@@ -175,3 +176,11 @@ def test_version_1_watch_events_are_upcast() -> None:
     assert isinstance(decoded, events.Watched)
     assert decoded.progress == pytest.approx(0.4)
     assert decoded.watched_seconds is None
+
+
+def test_generated_event_ids_are_distinct_version_4_uuids() -> None:
+    from event_store.ids import new_event_id
+
+    ids = [new_event_id() for _ in range(2000)]  # across several 4 KiB refills
+    assert len(set(ids)) == len(ids)
+    assert all(i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)
