@@ -11,16 +11,11 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import Response
 
 from cinemate import database
 from cinemate.docs import docs_routes
 from cinemate.metrics import Metrics, metrics_route, set_lags
-from cinemate.middleware import RequestContext
+from cinemate.middleware import ServiceApp
 from cinemate.settings import Settings
 from command_side.catalog import catalog_routes
 from command_side.http import (
@@ -52,7 +47,6 @@ from query_side.http import QueryServices, query_routes
 from query_side.model_serving import ModelHolder
 from query_side.recommend_http import RecommendServices, recommend_routes
 from schema import openapi
-from schema.http import error_response
 from schema.responses import ComponentHealth
 
 log = logging.getLogger("cinemate.app")
@@ -294,12 +288,6 @@ def rebuild_starter(services: Services) -> Any:
     return start
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    codes = {404: "not_found", 405: "method_not_allowed"}
-    return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), exc.detail)
-
-
 def metrics_refresher(services: Services) -> Any:
     async def refresh() -> None:
         async with services.pool.acquire(timeout=2) as conn:
@@ -322,7 +310,7 @@ def metrics_refresher(services: Services) -> Any:
     return refresh
 
 
-def build_app(services: Services) -> Starlette:
+def build_app(services: Services) -> ServiceApp:
     async def refresh(user_id: str) -> dict[str, Any] | None:
         return await refresh_user(services.pool, services.redis, services.genres, user_id)
 
@@ -370,8 +358,4 @@ def build_app(services: Services) -> Starlette:
         *docs_routes(openapi.build()),
         metrics_route(services.metrics, metrics_refresher(services)),
     ]
-    return Starlette(
-        routes=routes,
-        middleware=[Middleware(RequestContext, metrics=services.metrics)],
-        exception_handlers={HTTPException: _http_error},
-    )
+    return ServiceApp(routes, services.metrics)

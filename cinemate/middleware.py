@@ -13,6 +13,8 @@ import os
 import time
 from typing import Any
 
+from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cinemate.logs import request_id
@@ -61,6 +63,10 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except HTTPException as exc:  # the router's 404 and 405 (with its Allow header)
+            code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+            response = error_response(exc.status_code, code, exc.detail, exc.headers)
+            await response(scope, receive, send_with_id)
         except Exception:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             if not status:
@@ -85,3 +91,20 @@ class RequestContext:
             self._timers[(template, method)] = timer
         counter.inc()
         timer.observe(seconds)
+
+
+class ServiceApp:
+    """The service as one ASGI app: the router inside the one middleware. (Starlette's
+    application object would wrap every request in two more layers, for error pages and
+    exception handlers, that the middleware already provides.)"""
+
+    def __init__(self, routes: list[BaseRoute], metrics: Metrics | None = None) -> None:
+        self.router = Router(routes)
+        self.routes = self.router.routes
+        self._app = RequestContext(self.router, metrics)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # With an app in the scope, the router raises 404/405 as HTTPException for the
+        # middleware to answer in the API's JSON envelope.
+        scope["app"] = self
+        await self._app(scope, receive, send)

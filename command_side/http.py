@@ -5,16 +5,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from command_side.new_events import new_event
-from command_side.request_body import BadRequest, parse, read_json_body
+from command_side.request_body import BadRequest, parse, read_body
 from event_store.append import AppendResult, GroupCommitter, Overloaded
 from event_store.errors import UNAVAILABLE_ERRORS, StoreUnavailable
 from schema.commands import ADAPTERS, BatchCommand, Command
-from schema.http import Endpoint, JSONResponse, admin_only, error_response, unavailable
+from schema.http import JSONResponse, admin_only, error_response, unavailable
 
 StartRebuild = Callable[[str], Awaitable[None]]
 
@@ -40,15 +41,6 @@ def _answer(result: AppendResult) -> dict[str, object]:
     }
 
 
-def _conflict(results: list[AppendResult]) -> JSONResponse:
-    used = [str(r.event_id) for r in results if r.outcome == "conflict"]
-    return error_response(
-        409,
-        "conflict",
-        f"event_id already used for a different event: {', '.join(used)}; nothing was stored",
-    )
-
-
 def _duplicate_ids(batch: BatchCommand) -> None:
     first_index: dict[object, int] = {}
     for index, command in enumerate(batch.events):
@@ -69,58 +61,81 @@ def _duplicate_ids(batch: BatchCommand) -> None:
         first_index[command.event_id] = index
 
 
-def _guarded(handler: Endpoint) -> Endpoint:
-    """Turn refusals into their answers; nothing was stored in any of these cases."""
+Answer = tuple[int, dict[str, object]]
+Handle = Callable[[bytes], Awaitable[Answer]]
+_JSON = (b"content-type", b"application/json")
 
-    async def endpoint(request: Request) -> Response:
+
+class CommandEndpoint:
+    """One command route as a bare ASGI app: the ingest path, so it builds no Request or
+    Response objects and adds no exception layer of its own. Refusals become their
+    answers here; nothing was stored in any of them."""
+
+    def __init__(self, handle: Handle) -> None:
+        self.handle = handle
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        extra: list[tuple[bytes, bytes]] = []
         try:
-            return await handler(request)
+            status, answer = await self.handle(await read_body(scope["headers"], receive))
         except BadRequest as exc:
-            return error_response(exc.status_code, exc.error, exc.detail)
+            status, answer = exc.status_code, {"error": exc.error, "detail": exc.detail}
         except (StoreUnavailable, Overloaded) as exc:
-            return unavailable(str(exc))
+            status, answer = 503, {"error": "unavailable", "detail": str(exc)}
+            extra.append((b"retry-after", b"1"))
+        except ClientDisconnect:
+            return
+        body = orjson.dumps(answer)
+        headers = [_JSON, (b"content-length", str(len(body)).encode()), *extra]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
-    return endpoint
+
+def _conflict_answer(results: list[AppendResult]) -> Answer:
+    used = [str(r.event_id) for r in results if r.outcome == "conflict"]
+    return 409, {
+        "error": "conflict",
+        "detail": f"event_id already used for a different event: {', '.join(used)}; "
+        "nothing was stored",
+    }
 
 
-def single_command_endpoint(kind: str, committer: GroupCommitter) -> Endpoint:
+def single_command(kind: str, committer: GroupCommitter) -> CommandEndpoint:
     adapter = ADAPTERS[kind]
 
-    async def endpoint(request: Request) -> Response:
-        command: Command = parse(adapter, await read_json_body(request))
+    async def handle(body: bytes) -> Answer:
+        command: Command = parse(adapter, body)
         (result,) = await committer.append([new_event(command)])
         if result.outcome == "conflict":
-            return _conflict([result])
-        return JSONResponse(_answer(result), 202 if result.outcome == "accepted" else 200)
+            return _conflict_answer([result])
+        return (202 if result.outcome == "accepted" else 200), _answer(result)
 
-    return _guarded(endpoint)
+    return CommandEndpoint(handle)
 
 
-def batch_endpoint(committer: GroupCommitter) -> Endpoint:
+def batch_command(committer: GroupCommitter) -> CommandEndpoint:
     adapter = ADAPTERS["batch"]
 
-    async def endpoint(request: Request) -> Response:
-        batch: BatchCommand = parse(adapter, await read_json_body(request))
+    async def handle(body: bytes) -> Answer:
+        batch: BatchCommand = parse(adapter, body)
         _duplicate_ids(batch)
         results = await committer.append([new_event(command) for command in batch.events])
         if any(r.outcome == "conflict" for r in results):
-            return _conflict(results)
+            return _conflict_answer(results)
         status = 202 if any(r.outcome == "accepted" for r in results) else 200
-        return JSONResponse({"results": [_answer(r) for r in results]}, status)
+        return status, {"results": [_answer(r) for r in results]}
 
-    return _guarded(endpoint)
+    return CommandEndpoint(handle)
 
 
 def command_routes(committer: GroupCommitter) -> list[Route]:
     return [
         *(
-            Route(
-                f"/api/v1/events/{kind}", single_command_endpoint(kind, committer), methods=["POST"]
-            )
+            Route(f"/api/v1/events/{kind}", single_command(kind, committer), methods=["POST"])
             for kind in ("watch", "search", "rating", "favorite")
         ),
-        Route("/api/v1/events/batch", batch_endpoint(committer), methods=["POST"]),
-        Route("/api/v1/feedback", single_command_endpoint("feedback", committer), methods=["POST"]),
+        Route("/api/v1/events/batch", batch_command(committer), methods=["POST"]),
+        Route("/api/v1/feedback", single_command("feedback", committer), methods=["POST"]),
     ]
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import Receive
 
 from schema.commands import SINGLE_COMMANDS
 
@@ -22,25 +23,42 @@ class BadRequest(Exception):
         self.detail = detail
 
 
-async def read_json_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None:
+async def read_body(
+    headers: list[tuple[bytes, bytes]], receive: Receive, limit: int = MAX_BODY_BYTES
+) -> bytes:
+    """The body of a JSON request, straight from ASGI (the ingest path builds no Request):
+    the declared size and the media type are checked before a byte is read, and chunked
+    bodies are counted while they arrive."""
+    declared = media = b""
+    for name, value in headers:
+        if name == b"content-length":
+            declared = value
+        elif name == b"content-type":
+            media = value
+    if declared:
         if not declared.isdigit():
             raise BadRequest(400, "bad_request", "Content-Length is not a number")
         if int(declared) > limit:
             raise BadRequest(413, "payload_too_large", f"body is larger than {limit} bytes")
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != "application/json":
+    if media.split(b";")[0].strip().lower() != b"application/json":
         raise BadRequest(415, "unsupported_media_type", "Content-Type must be application/json")
-    # Chunked bodies have no declared length: count while reading, stop at the limit.
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise BadRequest(413, "payload_too_large", f"body is larger than {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def read_json_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    return await read_body(request.scope["headers"], request.receive, limit)
 
 
 def _clean_loc(loc: tuple[int | str, ...]) -> list[int | str]:
