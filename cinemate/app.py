@@ -36,7 +36,7 @@ from command_side.outbox_relay import OutboxRelay
 from projections.catalog import GenreLookup
 from projections.kafka_consumer import ProjectionConsumer
 from projections.projection import Projection
-from projections.rebuild import RebuildInProgress, rebuild
+from projections.rebuild import RebuildInProgress, begin_rebuild, rebuild
 from projections.runner import Projector, StoreListener
 from projections.simple_projections import (
     AuditProjection,
@@ -273,16 +273,18 @@ def rebuild_starter(services: Services) -> Any:
         projection = services.projections.get(name)
         if projection is None:
             raise UnknownProjection(name)
-        running = services.rebuilds.get(name)
-        if running is not None and not running.done():
-            raise RebuildRefused(f"{name} is being rebuilt already")
+        # Begun before answering, and refused by the same rule the projections listing
+        # reads (a beating shadow checkpoint, whichever process runs it): after a 202 the
+        # listing says `rebuilding`, and a 409 comes exactly while it does.
+        try:
+            async with services.pool.acquire() as conn:
+                await begin_rebuild(conn, projection)
+        except RebuildInProgress as exc:
+            raise RebuildRefused(str(exc)) from None
 
         async def run() -> int:
             try:
-                return await rebuild(services.pool, projection)
-            except RebuildInProgress as exc:
-                log.warning("rebuild refused", extra={"projection": name, "error": str(exc)})
-                return 0
+                return await rebuild(services.pool, projection, begun=True)
             except Exception:
                 log.exception("rebuild failed", extra={"projection": name})
                 raise

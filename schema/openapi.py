@@ -163,6 +163,7 @@ OPERATIONS: list[Operation] = [
             403: responses.ErrorBody,
             404: responses.ErrorBody,
             409: responses.ErrorBody,
+            503: responses.ErrorBody,
         },
         (
             Param(
