@@ -194,24 +194,38 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
 
     async def similar(request: Request) -> Response:
         movie_id = request.path_params["movie_id"]
+        try:
+            _MOVIE_ID.validate_python(movie_id)
+        except ValidationError:
+            raise BadQuery("path", "movie_id", "1-64 characters from [A-Za-z0-9_.:-]") from None
         limit = int_param(request, "limit", 10, 1, 100)
         served = models.current
-        if served is None:
-            return error_response(
-                503,
-                "no_model",
-                "no model is loaded: run `cinemate train`",
-                headers={"Retry-After": "60"},
+        if served is not None and served.model.index_of(movie_id) is not None:
+            async with pool.acquire() as conn:
+                await catalog.refresh(conn)
+            ranked = [(m, round(s, 6)) for m, s in served.model.similar(movie_id, limit)]
+            strategy = "item_to_item"
+        else:
+            # No model, or one trained before this movie arrived: answer from what the
+            # service has, the catalog's genres and the trend, for any movie it knows.
+            async with pool.acquire() as conn:
+                await catalog.refresh(conn)
+                known = catalog.title(movie_id) is not None or await conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM item_stats WHERE movie_id = $1)", movie_id
+                )
+                if not known:
+                    return error_response(404, "not_found", f"no movie {movie_id} is known")
+                trending = await trending_list.get(conn)
+            ranked = recommend.similar_by_genres(
+                movie_id, catalog, catalog.movies_in, trending, limit
             )
-        if served.model.index_of(movie_id) is None:
-            return error_response(404, "not_found", f"the model does not know movie {movie_id}")
-        async with pool.acquire() as conn:
-            await catalog.refresh(conn)
-        ranked = [(m, round(s, 6)) for m, s in served.model.similar(movie_id, limit)]
+            strategy = "genres_by_trend"
+        version = served.model.metadata.get("version") if served else POPULARITY_VERSION
         return JSONResponse(
             {
                 "movie_id": movie_id,
-                "model_version": served.model.metadata.get("version"),
+                "model_version": version,
+                "strategy": strategy,
                 "items": _items(catalog, ranked),
             }
         )

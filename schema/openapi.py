@@ -233,7 +233,12 @@ OPERATIONS: list[Operation] = [
             503: responses.ErrorBody,
         },
         (
-            Param("movie_id", "path", {"type": "string"}, required=True),
+            Param(
+                "movie_id",
+                "path",
+                {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
+                required=True,
+            ),
             Param(
                 "limit", "query", {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}
             ),

@@ -141,6 +141,10 @@ class Recommendation(BaseModel):
 class SimilarMovies(BaseModel):
     movie_id: str
     model_version: str
+    strategy: Literal["item_to_item", "genres_by_trend"] = Field(
+        description="item_to_item: the trained model's item similarities; genres_by_trend:"
+        " no model knows the movie, so movies sharing its catalog genres, trending first"
+    )
     items: list[RecommendedItem]
 
 

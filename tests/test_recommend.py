@@ -174,3 +174,56 @@ async def test_a_broken_model_is_refused_and_the_old_one_keeps_serving(
 
     loaded = await http.post("/model/reload", json={"path": str(good)}, headers=ADMIN)
     assert loaded.status_code == 200 and loaded.json()["format"] == "pkl"
+
+
+async def test_similar_without_a_trained_model_answers_from_the_catalog(
+    client: httpx.AsyncClient, services: Services, db: asyncpg.Connection
+) -> None:
+    """No model: 404 for a movie nobody knows; for a known one, movies sharing its genres,
+    the trending ones first, and the `strategy` says so."""
+    assert services.models.current is None
+    await db.executemany(
+        "INSERT INTO movies (movie_id, title, genres) VALUES ($1, $2, $3)",
+        [
+            ("rom-com", "Rom-com", ["Comedy", "Romance"]),
+            ("comedy1", "Comedy 1", ["Comedy"]),
+            ("comedy2", "Comedy 2", ["Comedy"]),
+            ("romcom2", "Rom-com 2", ["Romance", "Comedy"]),
+            ("horror", "Horror", ["Horror"]),
+        ],
+    )
+    # comedy2 trends: three viewers watched it.
+    for user in ("v1", "v2", "v3"):
+        answer = await client.post(
+            "/api/v1/events/watch", json={"user_id": user, "movie_id": "comedy2", "progress": 1}
+        )
+        assert answer.status_code == 202
+        await features_at(client, user, 1)
+    await wait_caught_up(services.pool)
+
+    unknown = await client.get("/api/v1/movies/nobody-knows/similar")
+    assert unknown.status_code == 404, unknown.text
+    assert unknown.json()["error"] == "not_found"
+
+    similar = await client.get("/api/v1/movies/rom-com/similar?limit=10")
+    assert similar.status_code == 200, similar.text
+    body = similar.json()
+    assert body["strategy"] == "genres_by_trend"
+    assert body["model_version"] == "popularity"
+    # Both genres shared first, then one genre shared with the trending one ahead.
+    assert [i["movie_id"] for i in body["items"]] == ["romcom2", "comedy2", "comedy1"]
+    assert body["items"][0]["title"] == "Rom-com 2"
+    # A movie known only from interactions (no catalog entry) is known too.
+    await client.post(
+        "/api/v1/events/watch", json={"user_id": "v9", "movie_id": "uncatalogued", "progress": 1}
+    )
+    await features_at(client, "v9", 1)
+    await wait_caught_up(services.pool)
+    loose = await client.get("/api/v1/movies/uncatalogued/similar")
+    assert loose.status_code == 200, loose.text
+    assert loose.json()["items"][0]["movie_id"] == "comedy2"  # trending, genres unknown
+
+
+async def test_similar_with_a_model_says_its_strategy(http: httpx.AsyncClient) -> None:
+    similar = (await http.get("/api/v1/movies/b3/similar?limit=4")).json()
+    assert similar["strategy"] == "item_to_item"
