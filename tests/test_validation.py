@@ -175,3 +175,45 @@ def test_version_1_watch_events_are_upcast() -> None:
     assert isinstance(decoded, events.Watched)
     assert decoded.progress == pytest.approx(0.4)
     assert decoded.watched_seconds is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "field"),
+    [
+        (
+            "watch",
+            {"user_id": "u1", "movie_id": "m1", "progress": 0.5, "watched_seconds": 3.0},
+            "watched_seconds",
+        ),
+        (
+            "feedback",
+            {
+                "user_id": "u1",
+                "movie_id": "m1",
+                "recommendation_id": "r",
+                "action": "click",
+                "rank": 3.0,
+            },
+            "rank",
+        ),
+        ("movie", {"title": "Heat", "year": 1995.0}, "year"),
+    ],
+)
+def test_integer_fields_take_integral_floats(
+    kind: str, body: dict[str, object], field: str
+) -> None:
+    """3.0 is an integer in JSON Schema 2020-12 (OpenAPI 3.1); 3.5, true and "3" are not."""
+    command = validate(kind, body)
+    value = getattr(command, field)
+    assert value == int(body[field]) and type(value) is int  # type: ignore[call-overload]
+    for wrong in (3.5, True, "3", 1e300):
+        with pytest.raises(ValidationError):
+            validate(kind, {**body, field: wrong})
+
+
+def test_a_fingerprint_is_the_same_for_3_and_3_0() -> None:
+    """A retry that writes 3.0 where it wrote 3 is the same event, not a conflict."""
+    body = {"user_id": "u1", "movie_id": "m1", "progress": 0.5, "watched_seconds": 3}
+    first = validate("watch", body)
+    again = validate("watch", {**body, "watched_seconds": 3.0})
+    assert first.fingerprint() == again.fingerprint()  # type: ignore[attr-defined]
