@@ -297,7 +297,10 @@ def rebuild_starter(services: Services) -> Any:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     codes = {404: "not_found", 405: "method_not_allowed"}
-    return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), exc.detail)
+    # Starlette's 405 carries the route's `Allow` header (RFC 9110 requires it): keep it.
+    return error_response(
+        exc.status_code, codes.get(exc.status_code, "http_error"), exc.detail, exc.headers
+    )
 
 
 def metrics_refresher(services: Services) -> Any:

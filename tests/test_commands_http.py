@@ -350,3 +350,13 @@ async def test_unknown_path_answers_json_with_request_id(client: httpx.AsyncClie
     assert answer.status_code == 404
     assert answer.json()["error"] == "not_found"
     assert answer.headers["x-request-id"] == "abc-123"
+
+
+async def test_a_method_not_allowed_answers_405_with_allow(client: httpx.AsyncClient) -> None:
+    """RFC 9110: a 405 lists the methods the resource supports."""
+    answer = await client.request("TRACE", "/api/v1/admin/projections")
+    assert answer.status_code == 405
+    assert answer.json()["error"] == "method_not_allowed"
+    assert {m.strip() for m in answer.headers["allow"].split(",")} == {"GET", "HEAD"}
+    delete = await client.delete("/api/v1/events/watch")
+    assert delete.status_code == 405 and delete.headers["allow"] == "POST"
