@@ -57,9 +57,9 @@ def newest_artifact(models_dir: Path) -> Path | None:
 def _load_and_check(path: Path) -> ServedModel:
     try:
         model = load_model(path)
-    except ArtifactError as exc:
+    except ArtifactError as exc:  # its message names the file already
         missing = isinstance(exc, FileNotFoundError)
-        raise ModelRefused(404 if missing else 422, f"{path}: {exc}") from None
+        raise ModelRefused(404 if missing else 422, str(exc)) from None
     except Exception as exc:
         raise ModelRefused(422, f"{path}: not a usable model ({exc!r})") from None
     # Score a one-item history: a model that loads but cannot score must not go live.

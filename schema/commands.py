@@ -29,6 +29,11 @@ MAX_INT32 = 2**31 - 1
 NO_NUL = r"^[^\x00]*$"
 NUL_REFUSED = "text holds a NUL character (U+0000), which cannot be stored"
 
+IDENTIFIER_PATTERN = r"[A-Za-z0-9_.:-]{1,64}"
+# GET /recommend's `exclude`: up to MAX_EXCLUDE movie ids, comma-separated.
+MAX_EXCLUDE = 100
+EXCLUDE_PATTERN = rf"^({IDENTIFIER_PATTERN}(,{IDENTIFIER_PATTERN}){{0,{MAX_EXCLUDE - 1}}})?$"
+
 Identifier = Annotated[
     str,
     StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$"),
@@ -153,8 +158,31 @@ class FeedbackCommand(Command):
     rank: Rank | None = None
 
 
+# Batch items: the same commands, but `type` is required, since it says which one an item
+# is (a single endpoint's path says it already). Fields and their order are those of the
+# single commands, so an event fingerprints alike sent alone or in a batch.
+class WatchItem(WatchCommand):
+    type: Literal["watch"]
+
+
+class SearchItem(SearchCommand):
+    type: Literal["search"]
+
+
+class RatingItem(RatingCommand):
+    type: Literal["rating"]
+
+
+class FavoriteItem(FavoriteCommand):
+    type: Literal["favorite"]
+
+
+class FeedbackItem(FeedbackCommand):
+    type: Literal["feedback"]
+
+
 AnyCommand = Annotated[
-    WatchCommand | SearchCommand | RatingCommand | FavoriteCommand | FeedbackCommand,
+    WatchItem | SearchItem | RatingItem | FavoriteItem | FeedbackItem,
     Field(discriminator="type"),
 ]
 

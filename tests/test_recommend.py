@@ -169,6 +169,7 @@ async def test_a_broken_model_is_refused_and_the_old_one_keeps_serving(
         refused = await http.post("/model/reload", json={"path": str(path)}, headers=ADMIN)
         assert refused.status_code in (404, 422), refused.text
         assert "still serving" in refused.json()["detail"]
+        assert refused.json()["detail"].count(str(path)) == 1, refused.json()["detail"]
         assert (await http.get("/model/info")).json()["sha256"] == before["sha256"]
         assert (await recommend(http, "anyone"))["items"]
 
@@ -227,3 +228,14 @@ async def test_similar_without_a_trained_model_answers_from_the_catalog(
 async def test_similar_with_a_model_says_its_strategy(http: httpx.AsyncClient) -> None:
     similar = (await http.get("/api/v1/movies/b3/similar?limit=4")).json()
     assert similar["strategy"] == "item_to_item"
+
+
+async def test_exclude_takes_up_to_100_movie_ids_as_its_schema_says(
+    http: httpx.AsyncClient,
+) -> None:
+    hundred = ",".join(f"m{i}" for i in range(100))
+    assert (await http.get(f"/api/v1/recommend/fan?exclude={hundred}")).status_code == 200
+    for wrong in (hundred + ",m100", "a1,", "a1,,a2", "a 1", "a1;a2"):
+        answer = await http.get("/api/v1/recommend/fan", params={"exclude": wrong})
+        assert answer.status_code == 422, wrong
+        assert answer.json()["detail"][0]["loc"] == ["query", "exclude"]

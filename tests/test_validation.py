@@ -217,3 +217,17 @@ def test_a_fingerprint_is_the_same_for_3_and_3_0() -> None:
     first = validate("watch", body)
     again = validate("watch", {**body, "watched_seconds": 3.0})
     assert first.fingerprint() == again.fingerprint()  # type: ignore[attr-defined]
+
+
+def test_an_event_fingerprints_alike_alone_and_in_a_batch() -> None:
+    """Batch items are their own classes (their `type` is required) with the same fields."""
+    body = {"type": "feedback", "user_id": "u1", "movie_id": "m1", "recommendation_id": "r"}
+    body |= {"action": "like", "rank": 2, "context": {"app": "tv"}}
+    alone = validate("feedback", body)
+    batched = ADAPTERS["batch"].validate_json(orjson.dumps({"events": [body]})).events[0]
+    assert type(batched) is not type(alone)
+    assert batched.fingerprint() == alone.fingerprint()  # type: ignore[attr-defined]
+    assert new_event(batched).event_type == new_event(alone).event_type  # type: ignore[arg-type]
+    untyped = {k: v for k, v in body.items() if k != "type"}
+    with pytest.raises(ValidationError, match="discriminator"):
+        ADAPTERS["batch"].validate_json(orjson.dumps({"events": [untyped]}))
