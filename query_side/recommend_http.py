@@ -24,10 +24,12 @@ from query_side.http import BadQuery, answering, int_param, user_id_param
 from query_side.model_serving import ModelHolder, ModelRefused, ServedModel, newest_artifact
 from schema.commands import EXCLUDE_PATTERN, MAX_EXCLUDE, Identifier
 from schema.http import JSONResponse, admin_only, error_response
+from schema.responses import ARTIFACT_PATH_PATTERN
 
 POPULARITY_VERSION = "popularity"
 _MOVIE_ID: TypeAdapter[str] = TypeAdapter(Identifier)
 _EXCLUDE = re.compile(EXCLUDE_PATTERN)
+_ARTIFACT_PATH = re.compile(ARTIFACT_PATH_PATTERN)
 TRENDING_SQL = """
 SELECT movie_id FROM item_stats WHERE trend_key > '-Infinity'::float8
 ORDER BY trend_key DESC, movie_id LIMIT $1
@@ -278,6 +280,18 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
                     ],
                 )
             path_text = given.get("path")
+            if path_text is not None and _ARTIFACT_PATH.fullmatch(path_text) is None:
+                return error_response(
+                    422,
+                    "validation_error",
+                    [
+                        {
+                            "loc": ["body", "path"],
+                            "msg": "a model artifact's path ends in .npz, .pkl or .onnx",
+                            "type": "string_pattern_mismatch",
+                        }
+                    ],
+                )
         path = (
             Path(path_text)
             if path_text

@@ -173,6 +173,11 @@ async def test_a_broken_model_is_refused_and_the_old_one_keeps_serving(
         assert (await http.get("/model/info")).json()["sha256"] == before["sha256"]
         assert (await recommend(http, "anyone"))["items"]
 
+    # A path no artifact can have is refused as the schema's pattern says.
+    for wrong in ("FALSE", str(tmp_path / "model.txt"), str(tmp_path) + "/.npz"):
+        invalid = await http.post("/model/reload", json={"path": wrong}, headers=ADMIN)
+        assert invalid.status_code == 422 and invalid.json()["error"] == "validation_error"
+
     loaded = await http.post("/model/reload", json={"path": str(good)}, headers=ADMIN)
     assert loaded.status_code == 200 and loaded.json()["format"] == "pkl"
 
