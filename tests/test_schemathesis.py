@@ -12,7 +12,6 @@ What JSON Schema cannot say is kept within its limits by tests/schemathesis_hook
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ import asyncpg
 import pytest
 
 from cinemate.settings import Settings
-from tests.test_cli_serve import free_port, wait_ready
+from tests.live_server import live_server
 from tests.test_recommend import COMEDIES, HORRORS, planted_model
 
 TOKEN = "schemathesis-admin-token"
@@ -44,30 +43,8 @@ def server(settings: Settings, catalog: None, tmp_path: Path) -> Iterator[str]:
     """`cinemate serve` on the test's database, with a catalog and a trained model."""
     data_dir = tmp_path / "data"
     planted_model(data_dir / "models" / "planted.npz")
-    port = free_port()
-    env = {
-        **os.environ,
-        "CINEMATE_DATA_DIR": str(data_dir),
-        "DATABASE_URL": str(settings.database_url),
-        "REDIS_URL": str(settings.redis_url),
-        "ADMIN_TOKEN": TOKEN,
-        "LOG_LEVEL": "WARNING",
-    }
-    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    log = (tmp_path / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cinemate.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_ready(port, process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
-        log.close()
+    with live_server(settings, data_dir, ADMIN_TOKEN=TOKEN) as url:
+        yield url
 
 
 def test_schemathesis_finds_nothing(server: str, tmp_path: Path) -> None:
