@@ -196,6 +196,8 @@ async def open_services(
     stack.push_async_callback(lambda: _cancel([*services.tasks, *services.rebuilds.values()]))
     if load_model:
         await services.models.load_initial(settings.model_path, models_dir(settings))
+        if settings.model_path is None:  # an operator's MODEL_PATH is not overridden
+            services.tasks.append(asyncio.create_task(services.models.watch(), name="models"))
     if settings.enable_consumers if run_projections is None else run_projections:
         start_projectors(services)
     if settings.kafka_on if run_relay is None else run_relay:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import random
 import shutil
+import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,8 @@ import asyncpg
 import httpx
 import pytest
 
-from cinemate.app import Services, build_app
+from cinemate.app import Services, build_app, open_services
+from cinemate.settings import Settings
 from model.artifacts import save_model
 from model.interactions import Interaction
 from model.recommender import train
@@ -244,3 +248,50 @@ async def test_exclude_takes_up_to_100_movie_ids_as_its_schema_says(
         answer = await http.get("/api/v1/recommend/fan", params={"exclude": wrong})
         assert answer.status_code == 422, wrong
         assert answer.json()["detail"][0]["loc"] == ["query", "exclude"]
+
+
+async def test_a_running_service_picks_up_a_newer_artifact_by_itself(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SPEC: `cinemate train` (or demo) writes into the models dir; a running service
+    serves it within 10 s, logged, without a restart or an admin reload."""
+    own = dataclasses.replace(settings, data_dir=tmp_path / "data")
+    models = own.data_dir / "models"
+    assert own.database_url and own.redis_url
+    caplog.set_level(logging.INFO, logger="cinemate.model")
+    async with AsyncExitStack() as stack:
+        services = await open_services(own, own.database_url, own.redis_url, stack)
+        assert services.models.current is None  # nothing trained yet: popularity
+
+        async def served_within(seconds: float, path: Path) -> float:
+            started = time.monotonic()
+            while time.monotonic() - started < seconds:
+                current = services.models.current
+                if current is not None and current.path == path:
+                    return time.monotonic() - started
+                await asyncio.sleep(0.1)
+            raise AssertionError(f"{path} not served within {seconds} s")
+
+        first = planted_model(models / "first.npz")
+        took = await served_within(10, first)
+        assert "picked up a newer model" in caplog.text
+        print(f"picked up in {took:.1f} s")
+
+        # A newer artifact that cannot serve is refused and logged; the first one stays.
+        broken = models / "second.npz"
+        broken.write_bytes(b"half a model")
+        deadline = time.monotonic() + 10
+        while "newer model artifact refused" not in caplog.text:
+            assert time.monotonic() < deadline, caplog.text
+            await asyncio.sleep(0.1)
+        assert services.models.current is not None and services.models.current.path == first
+
+        # Fixed (trained again under that name): served.
+        await asyncio.sleep(0.01)
+        fixed = planted_model(broken)
+        await served_within(10, fixed)
+
+        # An admin's explicit choice of an older one stays until a newer one appears.
+        await services.models.load(first)
+        await asyncio.sleep(4)
+        assert services.models.current.path == first
