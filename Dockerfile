@@ -1,5 +1,11 @@
 # The cinemate service image: API (`cinemate serve`), projection worker (`cinemate worker`)
 # and Kafka relay (`cinemate relay`) all run from it. Slim, pinned, non-root.
+# Swagger UI for /docs: the pinned swagger-ui-dist, integrity-checked (scripts/docs-assets.sh).
+FROM node:20.18.1-bookworm-slim AS docs-assets
+WORKDIR /src
+COPY scripts/docs-assets.sh scripts/
+RUN bash scripts/docs-assets.sh /assets
+
 FROM python:3.11.10-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -15,6 +21,7 @@ COPY query_side ./query_side
 COPY projections ./projections
 COPY model ./model
 COPY schema ./schema
+COPY --from=docs-assets /assets ./cinemate/static/swagger-ui
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /var/lib/cinemate --create-home cinemate
 

@@ -261,12 +261,26 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = sub.add_parser(
-        "serve", help="run the HTTP API, with the projections in a supervised worker process"
+        "serve",
+        help="run the HTTP API, with the projections in a supervised worker process",
+        description="Run the HTTP API until SIGTERM/SIGINT (then in-flight requests finish "
+        "and embedded servers stop). Migrations are applied first. The projections (and, "
+        "with KAFKA_BOOTSTRAP_SERVERS set, the relay to Kafka) run in a `cinemate worker` "
+        "child process that serve starts, restarts if it dies and stops with itself "
+        "(CINEMATE_PROJECTIONS_IN_PROCESS=true runs them on the API's own loop instead; "
+        "ENABLE_CONSUMERS=false runs none: then run `cinemate worker` beside it). It serves "
+        "MODEL_PATH, else the newest model in CINEMATE_DATA_DIR/models, and picks up a newer "
+        "one written there (`cinemate train`, `demo`) within seconds. Once it runs: "
+        "http://HOST:PORT/api/v1/health (health), /docs (API docs), /metrics.",
     )
     serve.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default %(default)s)"
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default %(default)s: this machine only; 0.0.0.0 for all)",
     )
-    serve.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
+    serve.add_argument(
+        "--port", type=int, default=8000, help="TCP port to listen on (default %(default)s)"
+    )
     sub.add_parser("migrate", help="apply database migrations and exit")
     worker = sub.add_parser(
         "worker",
@@ -321,16 +335,18 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "demo",
         help="load a generated catalog and viewers, then train: recommendations at once",
-        description="Generate 300 movies and ~9,000 interactions of 400 viewers with clear "
-        "genre tastes, store them through the batch path (idempotent), and train a model "
-        "into the data dir. Then `cinemate serve` recommends for viewer1..viewer400.",
+        description="Generate 300 movies and ~9,500 events (watches, ratings, favorites) of "
+        "400 viewers with clear genre tastes, store them through the batch path "
+        "(idempotent), and train a model into the data dir. Then `cinemate serve` "
+        "recommends for viewer1..viewer400 (a running one picks the model up by itself).",
     )
     trainer = sub.add_parser(
         "train",
         help="train the recommender from the event store and write its artifact",
         description="Read every interaction from the event store, train, and write the "
         "model to CINEMATE_DATA_DIR/models (or --output; .npz, .pkl or .onnx by suffix). "
-        "A running service picks it up on POST /model/reload.",
+        "A running `cinemate serve` on the same data dir serves it within seconds by itself "
+        "(unless MODEL_PATH pins another); POST /model/reload swaps at once.",
     )
     trainer.add_argument("--output", type=Path, help="artifact path (default: data dir)")
     evaluate = sub.add_parser(
@@ -339,8 +355,20 @@ def parser() -> argparse.ArgumentParser:
         description="Run the ml-small-temporal-u20-v1 protocol on a MovieLens-format "
         "folder and print one row per model.",
     )
-    evaluate.add_argument("--data", type=Path, required=True, metavar="DIR")
-    evaluate.add_argument("--variant", choices=["all", "pos35"], default="all")
+    evaluate.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="MovieLens-format folder with ratings.csv and movies.csv (e.g. ml-latest-small)",
+    )
+    evaluate.add_argument(
+        "--variant",
+        choices=["all", "pos35"],
+        default="all",
+        help="which ratings count as interactions: all of them, or only those >= 3.5 "
+        "(default %(default)s; EVAL.md)",
+    )
     evaluate.add_argument("--json", type=Path, metavar="FILE", help="also write the rows here")
     replay.add_argument(
         "projections",

@@ -148,6 +148,8 @@ def admin_command_routes(start_rebuild: StartRebuild, admin_token: str | None) -
             return error_response(404, "not_found", f"no projection named {name!r}")
         except RebuildRefused as exc:
             return error_response(409, "conflict", str(exc))
+        except UNAVAILABLE_ERRORS as exc:
+            return unavailable(f"event store unavailable: {exc}")
         return JSONResponse({"name": name, "state": "rebuilding"}, 202)
 
     return [

@@ -1,4 +1,9 @@
-"""The movie catalog in memory (titles, genres), refreshed from PostgreSQL now and then."""
+"""The movie catalog in memory (titles, genres), reloaded from PostgreSQL when it changed.
+
+Whether it changed is one row (`catalog_version`, raised by a trigger on every catalog
+write). Folds check it for every batch (`current=True`), after reading the batch's
+events, so they never fold against a catalog older than those events; the query side
+checks at most every REFRESH_SECONDS."""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ class GenreLookup:
         self._titles: dict[str, str] = {}
         self._by_genre: dict[str, frozenset[str]] = {}
         self._genre_names: dict[str, str] = {}
-        self._version: tuple[object, ...] = ()
+        self._version: int | None = None
         self._loaded_at = -REFRESH_SECONDS
 
     def __call__(self, movie_id: str) -> Sequence[str]:
@@ -34,17 +39,21 @@ class GenreLookup:
         """The catalog genre a search text names, if any ("comedy" -> "Comedy")."""
         return self._genre_names.get(text.strip().lower())
 
-    async def refresh(self, conn: asyncpg.Connection, *, force: bool = False) -> None:
-        if not force and time.monotonic() - self._loaded_at < REFRESH_SECONDS:
+    async def refresh(self, conn: asyncpg.Connection, *, current: bool = False) -> None:
+        """Reload if the catalog changed; `current`: check now, else at most every
+        REFRESH_SECONDS."""
+        if not current and time.monotonic() - self._loaded_at < REFRESH_SECONDS:
             return
         # Claim this refresh before awaiting, so concurrent callers keep using the
         # current copy instead of all reloading the catalog at once.
         self._loaded_at = time.monotonic()
-        version = tuple(await conn.fetchrow("SELECT count(*), max(updated_at) FROM movies"))
+        version = await conn.fetchval("SELECT version FROM catalog_version")
         if version == self._version:
             return
-        self._version = version
+        # Read after the version: a change committing in between makes the rows newer
+        # than the version kept, and only costs one more reload.
         rows = await conn.fetch("SELECT movie_id, title, genres FROM movies")
+        self._version = version
         self._genres = {r["movie_id"]: tuple(r["genres"]) for r in rows}
         self._titles = {r["movie_id"]: r["title"] for r in rows}
         members: dict[str, set[str]] = {}

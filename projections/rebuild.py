@@ -20,6 +20,7 @@ from event_store import lag, locks
 from projections import checkpoints
 from projections.applier import Applier, Target
 from projections.projection import Changes, Projection
+from projections.status import REBUILD_BEATS_SECONDS
 from projections.store_follower import apply_next
 
 log = logging.getLogger("cinemate.projections")
@@ -38,10 +39,10 @@ async def remaining(conn: asyncpg.Connection, target: Target) -> int:
     return await lag.count_after(conn, await checkpoints.load_one(conn, target.checkpoint))
 
 
-RUNNING_SQL = """
+RUNNING_SQL = f"""
 SELECT name FROM projection_checkpoints
 WHERE name = ANY($1::text[]) AND state = 'rebuilding'
-  AND heartbeat_at > now() - interval '30 seconds'
+  AND heartbeat_at > now() - interval '{REBUILD_BEATS_SECONDS} seconds'
 """
 
 
@@ -49,6 +50,13 @@ async def running_rebuilds(conn: asyncpg.Connection, names: Sequence[str]) -> li
     """The shadow checkpoints of these projections' rebuilds still beating."""
     rows = await conn.fetch(RUNNING_SQL, [Target.shadow_name(name) for name in names])
     return [row["name"] for row in rows]
+
+
+async def begin_rebuild(conn: asyncpg.Connection, projection: Projection) -> None:
+    """Start a rebuild: from here on, until it swaps in or is abandoned, every process
+    sees `projection` as rebuilding (its shadow checkpoint beats) and refuses a second
+    one. Raises RebuildInProgress if one runs already. `rebuild(..., begun=True)` goes on."""
+    await _begin(conn, projection, Target.shadow_of(projection))
 
 
 async def _begin(conn: asyncpg.Connection, projection: Projection, shadow: Target) -> None:
@@ -104,16 +112,17 @@ async def rebuild(
     *,
     batch_size: int = 5000,
     progress: Progress | None = None,
+    begun: bool = False,
 ) -> int:
-    """Replay the whole store into a fresh copy of the projection's tables and swap it in.
-
-    Returns how many events were applied.
+    """Replay the whole store into a fresh copy of the projection's tables and swap it in
+    (`begun`: begin_rebuild was called already). Returns how many events were applied.
     """
     shadow = Target.shadow_of(projection)
     applier = Applier([projection], [shadow])
     applied = flushed = 0
     async with pool.acquire() as conn:
-        await _begin(conn, projection, shadow)
+        if not begun:
+            await _begin(conn, projection, shadow)
         try:
             total = await lag.store_size(conn)
             while True:

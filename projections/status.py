@@ -13,9 +13,19 @@ from event_store.feed import Checkpoint
 
 STALE_AFTER_SECONDS = 15.0
 
-STATUS_SQL = """
-SELECT name, tx_id::text::bigint AS tx, position, state, heartbeat_at
-FROM projection_checkpoints WHERE name = ANY($1::text[])
+# `rebuilding` means what a rebuild's refusal checks (projections.rebuild.running_rebuilds):
+# its shadow checkpoint beat lately. A rebuild that died without cleaning up leaves the
+# live row saying `rebuilding`; that alone no longer counts.
+REBUILD_BEATS_SECONDS = 30
+
+STATUS_SQL = f"""
+SELECT c.name, c.tx_id::text::bigint AS tx, c.position, c.state, c.heartbeat_at,
+       EXISTS (SELECT 1 FROM projection_checkpoints AS s
+               WHERE s.name = c.name || '__rebuild' AND s.state = 'rebuilding'
+                 AND s.heartbeat_at > now() - interval '{REBUILD_BEATS_SECONDS} seconds')
+         AS rebuild_beating
+FROM projection_checkpoints AS c
+WHERE c.name = ANY($1::text[])
 """
 
 
@@ -42,6 +52,10 @@ async def projection_status(conn: asyncpg.Connection, names: list[str]) -> list[
             )
             continue
         state = row["state"]
+        if row["rebuild_beating"]:
+            state = "rebuilding"
+        elif state == "rebuilding":
+            state = "running"
         if (now - row["heartbeat_at"]).total_seconds() > STALE_AFTER_SECONDS and state == "running":
             state = "stopped"
         pending = row["oldest_pending"]

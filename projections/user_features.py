@@ -141,7 +141,9 @@ class UserFeaturesProjection:
         *,
         defer: bool = False,
     ) -> Changes:
-        await self.genres.refresh(conn)
+        # The batch's events are read: a catalog change made before any of them was
+        # accepted is visible now (the movies PUT with them fold with their genres).
+        await self.genres.refresh(conn, current=True)
         table = tables["user_features"]
         pending = self._deferred.setdefault(table, {}) if defer else {}
         users = sorted({r.user_id for r in batch.records} - pending.keys())
@@ -207,10 +209,10 @@ async def refresh_user(
 ) -> dict[str, Any] | None:
     """Fold the user's whole stream from the store, store the result and return it."""
     async with pool.acquire() as conn:
-        await genres.refresh(conn)
         stream = await streams.read_stream(conn, user_id)
         if not stream:
             return None
+        await genres.refresh(conn, current=True)
         state = fold.empty_state(user_id)
         for stored in stream:
             fold.apply(state, stored.event, stored.position, genres)

@@ -90,10 +90,14 @@ def query_routes(services: QueryServices) -> list[Route]:
         user_id = user_id_param(request)
         after = int_param(request, "after", 0, 0, 2**31 - 1)
         limit = int_param(request, "limit", 100, 1, 1000)
-        page = await read_stream_page(pool, user_id, after, limit)
+        # One event past the page tells whether this page holds the stream's last event:
+        # then next_after is null, even when the page is full (SPEC).
+        page = await read_stream_page(pool, user_id, after, limit + 1)
         if page is None:
             return error_response(404, "not_found", f"user {user_id} has no events")
-        next_after = page[-1]["stream_version"] if len(page) == limit else None
+        more = len(page) > limit
+        page = page[:limit]
+        next_after = page[-1]["stream_version"] if more else None
         body = UserEvents.model_validate(
             {"user_id": user_id, "events": page, "next_after": next_after}
         )

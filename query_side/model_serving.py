@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,17 +50,42 @@ class ServedModel:
         }
 
 
+# How often a serving process looks for a newer artifact in its models dir (SPEC: picked
+# up within 10 s), and how old a file must be before it is read: artifacts are renamed
+# into place whole, but a .pkl's digest file follows it a moment later.
+WATCH_SECONDS = 2.0
+SETTLE_SECONDS = 1.0
+
+
 def newest_artifact(models_dir: Path) -> Path | None:
     candidates = [p for p in models_dir.glob("*") if p.suffix in ARTIFACT_SUFFIXES]
     return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
 
 
+Signature = tuple[str, int, int, int]
+
+
+def _signature(models_dir: Path | None) -> Signature | None:
+    """The newest artifact as it is now: its path, mtime and size, and its digest file's
+    mtime (a .pkl refused for a missing digest is tried again once the digest appears)."""
+    try:
+        path = newest_artifact(models_dir) if models_dir is not None else None
+        if path is None:
+            return None
+        stat = path.stat()
+        digest = path.with_name(path.name + ".sha256")
+        digest_mtime = digest.stat().st_mtime_ns if digest.exists() else 0
+    except FileNotFoundError:  # replaced while we looked: next time
+        return None
+    return (str(path), stat.st_mtime_ns, stat.st_size, digest_mtime)
+
+
 def _load_and_check(path: Path) -> ServedModel:
     try:
         model = load_model(path)
-    except ArtifactError as exc:
+    except ArtifactError as exc:  # its message names the file already
         missing = isinstance(exc, FileNotFoundError)
-        raise ModelRefused(404 if missing else 422, f"{path}: {exc}") from None
+        raise ModelRefused(404 if missing else 422, str(exc)) from None
     except Exception as exc:
         raise ModelRefused(422, f"{path}: not a usable model ({exc!r})") from None
     # Score a one-item history: a model that loads but cannot score must not go live.
@@ -84,9 +110,14 @@ class ModelHolder:
     def __init__(self) -> None:
         self.current: ServedModel | None = None
         self._lock = asyncio.Lock()
+        self.models_dir: Path | None = None
+        # The newest artifact of models_dir when a model was last loaded or refused: the
+        # watcher acts only on a newer one, so a model an admin chose stays until then.
+        self._seen: Signature | None = None
 
     async def load(self, path: Path) -> ServedModel:
         async with self._lock:
+            self._seen = _signature(self.models_dir)
             served = await asyncio.to_thread(_load_and_check, path)
             self.current = served
         log.info(
@@ -98,6 +129,8 @@ class ModelHolder:
     async def load_initial(self, model_path: Path | None, models_dir: Path) -> None:
         """At start: MODEL_PATH, else the newest artifact in the data dir, else none
         (recommendations then come from popularity)."""
+        self.models_dir = models_dir
+        self._seen = _signature(models_dir)
         path = model_path or newest_artifact(models_dir)
         if path is None:
             return
@@ -105,3 +138,37 @@ class ModelHolder:
             await self.load(path)
         except ModelRefused as exc:
             log.warning("no model served at start", extra={"reason": exc.reason})
+
+    async def pick_up_newer(self) -> ServedModel | None:
+        """Load the newest artifact of the models dir if it is newer than what this holder
+        last saw (`cinemate train` or `demo` wrote one). A broken one is logged and left
+        alone until it changes; the model serving before stays."""
+        seen = _signature(self.models_dir)
+        if seen is None or seen == self._seen:
+            return None
+        if time.time() - seen[1] / 1e9 < SETTLE_SECONDS:
+            return None
+        path = Path(seen[0])
+        try:
+            served = await self.load(path)
+        except ModelRefused as exc:
+            self._seen = seen
+            log.warning(
+                "newer model artifact refused; the model serving before stays",
+                extra={"path": str(path), "reason": exc.reason},
+            )
+            return None
+        log.info(
+            "picked up a newer model from the models dir",
+            extra={"version": served.model.metadata.get("version"), "path": str(path)},
+        )
+        return served
+
+    async def watch(self, every: float = WATCH_SECONDS) -> None:
+        """Until cancelled: serve newer artifacts of the models dir within seconds."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.pick_up_newer()
+            except Exception:  # a file system hiccup must not end the watch
+                log.exception("looking for a newer model failed")

@@ -4,7 +4,7 @@ start from trending movies tilted toward the genres the user has shown interest 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -111,3 +111,30 @@ def personal(
     return [
         (m, round(s, 6)) for m, s in model.recommend(history, k, exclude=exclude, allowed=allowed)
     ]
+
+
+def similar_by_genres(
+    movie: str,
+    genres_of: Callable[[str], Sequence[str]],
+    members_of: Callable[[str], Iterable[str]],
+    trending: Sequence[str],
+    k: int,
+) -> list[tuple[str, float]]:
+    """Similar movies without a model that knows `movie`: those sharing most of its
+    catalog genres (Jaccard overlap, the score), the more trending first among equals;
+    then trending movies sharing none. A movie without genres gets the trending list."""
+    own = set(genres_of(movie))
+    candidates = set(trending)
+    for genre in own:
+        candidates.update(members_of(genre))
+    candidates.discard(movie)
+    trend_rank = {m: rank for rank, m in enumerate(trending)}
+    unranked = len(trending)
+
+    def overlap(other: str) -> float:
+        theirs = set(genres_of(other))
+        return len(own & theirs) / len(own | theirs) if own and theirs else 0.0
+
+    scored = [(overlap(m), m) for m in candidates]
+    best = heapq.nsmallest(k, scored, key=lambda s: (-s[0], trend_rank.get(s[1], unranked), s[1]))
+    return [(m, round(score, 6)) for score, m in best]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections import OrderedDict
@@ -21,11 +22,14 @@ from starlette.routing import Route
 from query_side import recommend
 from query_side.http import BadQuery, answering, int_param, user_id_param
 from query_side.model_serving import ModelHolder, ModelRefused, ServedModel, newest_artifact
-from schema.commands import Identifier
+from schema.commands import EXCLUDE_PATTERN, MAX_EXCLUDE, Identifier
 from schema.http import JSONResponse, admin_only, error_response
+from schema.responses import ARTIFACT_PATH_PATTERN
 
 POPULARITY_VERSION = "popularity"
 _MOVIE_ID: TypeAdapter[str] = TypeAdapter(Identifier)
+_EXCLUDE = re.compile(EXCLUDE_PATTERN)
+_ARTIFACT_PATH = re.compile(ARTIFACT_PATH_PATTERN)
 TRENDING_SQL = """
 SELECT movie_id FROM item_stats WHERE trend_key > '-Infinity'::float8
 ORDER BY trend_key DESC, movie_id LIMIT $1
@@ -90,7 +94,7 @@ class Catalog(Protocol):
 
     def genre_named(self, text: str) -> str | None: ...
 
-    async def refresh(self, conn: asyncpg.Connection, *, force: bool = False) -> None: ...
+    async def refresh(self, conn: asyncpg.Connection, *, current: bool = False) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -104,14 +108,18 @@ class RecommendServices:
 
 
 def _exclude_param(request: Request) -> set[str]:
+    """Exactly what the schema's pattern allows: up to MAX_EXCLUDE movie ids, no blanks."""
     raw = request.query_params.get("exclude") or ""
-    ids = {part.strip() for part in raw.split(",") if part.strip()}
-    for movie in ids:
-        try:
-            _MOVIE_ID.validate_python(movie)
-        except ValidationError:
-            raise BadQuery("query", "exclude", f"not a movie id: {movie[:70]!r}") from None
-    return ids
+    if _EXCLUDE.fullmatch(raw) is None:
+        many = raw.count(",") >= MAX_EXCLUDE
+        raise BadQuery(
+            "query",
+            "exclude",
+            f"at most {MAX_EXCLUDE} movie ids"
+            if many
+            else "comma-separated movie ids (1-64 characters from [A-Za-z0-9_.:-])",
+        )
+    return set(raw.split(",")) if raw else set()
 
 
 def _items(catalog: Catalog, ranked: list[tuple[str, float]]) -> list[dict[str, Any]]:
@@ -208,24 +216,38 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
 
     async def similar(request: Request) -> Response:
         movie_id = request.path_params["movie_id"]
+        try:
+            _MOVIE_ID.validate_python(movie_id)
+        except ValidationError:
+            raise BadQuery("path", "movie_id", "1-64 characters from [A-Za-z0-9_.:-]") from None
         limit = int_param(request, "limit", 10, 1, 100)
         served = models.current
-        if served is None:
-            return error_response(
-                503,
-                "no_model",
-                "no model is loaded: run `cinemate train`",
-                headers={"Retry-After": "60"},
+        if served is not None and served.model.index_of(movie_id) is not None:
+            async with pool.acquire() as conn:
+                await catalog.refresh(conn)
+            ranked = [(m, round(s, 6)) for m, s in served.model.similar(movie_id, limit)]
+            strategy = "item_to_item"
+        else:
+            # No model, or one trained before this movie arrived: answer from what the
+            # service has, the catalog's genres and the trend, for any movie it knows.
+            async with pool.acquire() as conn:
+                await catalog.refresh(conn)
+                known = catalog.title(movie_id) is not None or await conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM item_stats WHERE movie_id = $1)", movie_id
+                )
+                if not known:
+                    return error_response(404, "not_found", f"no movie {movie_id} is known")
+                trending = await trending_list.get(conn)
+            ranked = recommend.similar_by_genres(
+                movie_id, catalog, catalog.movies_in, trending, limit
             )
-        if served.model.index_of(movie_id) is None:
-            return error_response(404, "not_found", f"the model does not know movie {movie_id}")
-        async with pool.acquire() as conn:
-            await catalog.refresh(conn)
-        ranked = [(m, round(s, 6)) for m, s in served.model.similar(movie_id, limit)]
+            strategy = "genres_by_trend"
+        version = served.model.metadata.get("version") if served else POPULARITY_VERSION
         return JSONResponse(
             {
                 "movie_id": movie_id,
-                "model_version": served.model.metadata.get("version"),
+                "model_version": version,
+                "strategy": strategy,
                 "items": _items(catalog, ranked),
             }
         )
@@ -272,6 +294,18 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
                     ],
                 )
             path_text = given.get("path")
+            if path_text is not None and _ARTIFACT_PATH.fullmatch(path_text) is None:
+                return error_response(
+                    422,
+                    "validation_error",
+                    [
+                        {
+                            "loc": ["body", "path"],
+                            "msg": "a model artifact's path ends in .npz, .pkl or .onnx",
+                            "type": "string_pattern_mismatch",
+                        }
+                    ],
+                )
         path = (
             Path(path_text)
             if path_text

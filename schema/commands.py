@@ -11,6 +11,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -27,6 +28,11 @@ MAX_INT32 = 2**31 - 1
 # (where it would also fail every other request committing in the same group).
 NO_NUL = r"^[^\x00]*$"
 NUL_REFUSED = "text holds a NUL character (U+0000), which cannot be stored"
+
+IDENTIFIER_PATTERN = r"[A-Za-z0-9_.:-]{1,64}"
+# GET /recommend's `exclude`: up to MAX_EXCLUDE movie ids, comma-separated.
+MAX_EXCLUDE = 100
+EXCLUDE_PATTERN = rf"^({IDENTIFIER_PATTERN}(,{IDENTIFIER_PATTERN}){{0,{MAX_EXCLUDE - 1}}})?$"
 
 Identifier = Annotated[
     str,
@@ -67,6 +73,22 @@ def _small_context(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def _integral(value: Any) -> Any:
+    """3.0 is an integer in JSON Schema 2020-12 (OpenAPI 3.1), so it is taken as 3; the
+    strict models refuse every other float, and bools and strings, as before."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Integer fields that also take integral floats (3.0). Their JSON Schema stays an integer
+# with minimum and maximum: the bounds come before the validator, so pydantic can still
+# write them as JSON Schema.
+_INTEGRAL = BeforeValidator(_integral)
+WatchedSeconds = Annotated[int, Field(ge=0, le=MAX_INT32), _INTEGRAL]
+Rank = Annotated[int, Field(ge=1, le=MAX_INT32), _INTEGRAL]
+Year = Annotated[int, Field(ge=1870, le=2100), _INTEGRAL]
+
 OccurredAt = Annotated[AwareDatetime, AfterValidator(_not_far_future)]
 Context = Annotated[dict[str, Any], AfterValidator(_small_context)]
 
@@ -102,7 +124,7 @@ class WatchCommand(Command):
     user_id: Identifier
     movie_id: Identifier
     progress: float = Field(ge=0.0, le=1.0, description="Fraction of the movie watched")
-    watched_seconds: int | None = Field(default=None, ge=0, le=MAX_INT32)
+    watched_seconds: WatchedSeconds | None = None
 
 
 class SearchCommand(Command):
@@ -133,11 +155,34 @@ class FeedbackCommand(Command):
     movie_id: Identifier
     recommendation_id: Identifier
     action: Literal["click", "watch", "like", "dislike", "dismiss"]
-    rank: int | None = Field(default=None, ge=1, le=MAX_INT32)
+    rank: Rank | None = None
+
+
+# Batch items: the same commands, but `type` is required, since it says which one an item
+# is (a single endpoint's path says it already). Fields and their order are those of the
+# single commands, so an event fingerprints alike sent alone or in a batch.
+class WatchItem(WatchCommand):
+    type: Literal["watch"]
+
+
+class SearchItem(SearchCommand):
+    type: Literal["search"]
+
+
+class RatingItem(RatingCommand):
+    type: Literal["rating"]
+
+
+class FavoriteItem(FavoriteCommand):
+    type: Literal["favorite"]
+
+
+class FeedbackItem(FeedbackCommand):
+    type: Literal["feedback"]
 
 
 AnyCommand = Annotated[
-    WatchCommand | SearchCommand | RatingCommand | FavoriteCommand | FeedbackCommand,
+    WatchItem | SearchItem | RatingItem | FavoriteItem | FeedbackItem,
     Field(discriminator="type"),
 ]
 
@@ -171,7 +216,7 @@ class MovieCommand(BaseModel):
     genres: list[Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_NUL)]] = (
         Field(default_factory=list, max_length=30)
     )
-    year: int | None = Field(default=None, ge=1870, le=2100)
+    year: Year | None = None
 
 
 ADAPTERS["movie"] = TypeAdapter(MovieCommand)

@@ -32,6 +32,7 @@ class Operation:
     answers: dict[int, type[BaseModel] | None] = field(default_factory=dict)
     params: tuple[Param, ...] = ()
     admin: bool = False
+    body_required: bool = True
 
 
 USER_ID = Param(
@@ -93,7 +94,10 @@ OPERATIONS: list[Operation] = [
         (
             USER_ID,
             Param(
-                "after", "query", {"type": "integer", "minimum": 0}, "Stream version to start after"
+                "after",
+                "query",
+                {"type": "integer", "minimum": 0, "maximum": commands.MAX_INT32},
+                "Stream version to start after",
             ),
             Param(
                 "limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}
@@ -163,6 +167,7 @@ OPERATIONS: list[Operation] = [
             403: responses.ErrorBody,
             404: responses.ErrorBody,
             409: responses.ErrorBody,
+            503: responses.ErrorBody,
         },
         (
             Param(
@@ -216,7 +221,12 @@ OPERATIONS: list[Operation] = [
                 "limit", "query", {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}
             ),
             Param("genre", "query", {"type": "string"}, "Only movies of this genre"),
-            Param("exclude", "query", {"type": "string"}, "Comma-separated movie ids to leave out"),
+            Param(
+                "exclude",
+                "query",
+                {"type": "string", "pattern": commands.EXCLUDE_PATTERN},
+                f"Up to {commands.MAX_EXCLUDE} comma-separated movie ids to leave out",
+            ),
         ),
     ),
     Operation(
@@ -232,7 +242,12 @@ OPERATIONS: list[Operation] = [
             503: responses.ErrorBody,
         },
         (
-            Param("movie_id", "path", {"type": "string"}, required=True),
+            Param(
+                "movie_id",
+                "path",
+                {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
+                required=True,
+            ),
             Param(
                 "limit", "query", {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}
             ),
@@ -256,6 +271,7 @@ OPERATIONS: list[Operation] = [
             422: responses.ErrorBody,
         },
         admin=True,
+        body_required=False,  # empty: MODEL_PATH or the newest artifact
     ),
     Operation(
         "delete",
@@ -333,7 +349,7 @@ def build(operations: list[Operation] | None = None, version: str = "0.1.0") -> 
         }
         if op.body is not None:
             entry["requestBody"] = {
-                "required": True,
+                "required": op.body_required,
                 "content": {
                     "application/json": {"schema": {"$ref": REF.format(model=op.body.__name__)}}
                 },

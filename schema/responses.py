@@ -141,6 +141,10 @@ class Recommendation(BaseModel):
 class SimilarMovies(BaseModel):
     movie_id: str
     model_version: str
+    strategy: Literal["item_to_item", "genres_by_trend"] = Field(
+        description="item_to_item: the trained model's item similarities; genres_by_trend:"
+        " no model knows the movie, so movies sharing its catalog genres, trending first"
+    )
     items: list[RecommendedItem]
 
 
@@ -155,10 +159,17 @@ class ModelInfo(BaseModel):
     loaded_at: str | None
 
 
+# A model artifact's file name ends in one of the formats' suffixes (no NUL: no file
+# system takes one). POST /model/reload refuses any other path with 422, as the schema says.
+ARTIFACT_PATH_PATTERN = r"^[^\x00]*[^/\x00]\.(npz|pkl|onnx)$"
+
+
 class ReloadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")  # as POST /model/reload reads it
 
     path: str | None = Field(
         default=None,
-        description="Artifact to load; MODEL_PATH or the newest in the data dir if absent",
+        pattern=ARTIFACT_PATH_PATTERN,
+        description="Artifact to load (.npz, .pkl or .onnx); MODEL_PATH or the newest in"
+        " the data dir if absent or null",
     )

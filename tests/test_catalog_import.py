@@ -11,6 +11,7 @@ from cinemate.app import Services
 from cinemate.movielens import import_movielens, read_interactions
 from model.artifacts import load_model, save_model
 from model.recommender import train
+from tests.projection_helpers import features_at
 
 ADMIN = {"Authorization": "Bearer s3cret"}
 
@@ -89,3 +90,32 @@ async def test_catalog_put_needs_admin_and_validates(
     assert bad_id.status_code == 422
     row = await db.fetchrow("SELECT title, genres, year FROM movies WHERE movie_id = 'm9'")
     assert dict(row) == {"title": "Heat", "genres": ["Action", "Crime"], "year": 1995}
+
+
+async def test_genres_of_movies_put_a_moment_ago_reach_the_features_at_once(
+    services: Services, admin_client: httpx.AsyncClient
+) -> None:
+    """The projector folds against a catalog at least as new as the events it folds."""
+    http = admin_client
+    # The projector has loaded the (empty) catalog already.
+    assert (
+        await http.post(
+            "/api/v1/events/watch", json={"user_id": "early", "movie_id": "x", "progress": 1}
+        )
+    ).status_code == 202
+    await features_at(http, "early", 1)
+    for movie in ("c1", "c2"):
+        put = await http.put(
+            f"/api/v1/movies/{movie}", json={"title": movie, "genres": ["Comedy"]}, headers=ADMIN
+        )
+        assert put.status_code == 200
+    watch = {"user_id": "newcomer", "movie_id": "c1", "progress": 0.95}
+    assert (await http.post("/api/v1/events/watch", json=watch)).status_code == 202
+    rating = {"user_id": "newcomer", "movie_id": "c2", "rating": 4.5}
+    assert (await http.post("/api/v1/events/rating", json=rating)).status_code == 202
+    document = await features_at(http, "newcomer", 2, within=3)
+    assert [g["genre"] for g in document["top_genres"]] == ["Comedy"]
+    # A refresh folds the whole stream again, against the catalog as it is now.
+    await http.put("/api/v1/movies/x", json={"title": "x", "genres": ["Drama"]}, headers=ADMIN)
+    refreshed = (await http.post("/api/v1/features/early/refresh")).json()
+    assert [g["genre"] for g in refreshed["top_genres"]] == ["Drama"]

@@ -313,6 +313,28 @@ async def test_user_events_pages_and_404(client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/v1/users/bad%20id/events")).status_code == 422
 
 
+async def test_next_after_is_null_on_the_page_holding_the_last_event(
+    client: httpx.AsyncClient,
+) -> None:
+    items = [
+        {"type": "rating", "user_id": "pages12", "movie_id": f"m{i}", "rating": 3}
+        for i in range(12)
+    ]
+    await client.post("/api/v1/events/batch", json={"events": items})
+    marks: list[int | None] = []
+    after: int | None = 0
+    while after is not None:
+        page = (await client.get(f"/api/v1/users/pages12/events?after={after}&limit=3")).json()
+        assert page["events"], "no empty page is ever handed out"
+        after = page["next_after"]
+        marks.append(after)
+    assert marks == [3, 6, 9, None]
+    # A page that is not full also holds the last event.
+    tail = (await client.get("/api/v1/users/pages12/events?after=10&limit=5")).json()
+    assert [e["stream_version"] for e in tail["events"]] == [11, 12]
+    assert tail["next_after"] is None
+
+
 async def test_openapi_and_offline_docs(client: httpx.AsyncClient) -> None:
     document = (await client.get("/openapi.json")).json()
     assert "/api/v1/events/batch" in document["paths"]
@@ -328,3 +350,13 @@ async def test_unknown_path_answers_json_with_request_id(client: httpx.AsyncClie
     assert answer.status_code == 404
     assert answer.json()["error"] == "not_found"
     assert answer.headers["x-request-id"] == "abc-123"
+
+
+async def test_a_method_not_allowed_answers_405_with_allow(client: httpx.AsyncClient) -> None:
+    """RFC 9110: a 405 lists the methods the resource supports."""
+    answer = await client.request("TRACE", "/api/v1/admin/projections")
+    assert answer.status_code == 405
+    assert answer.json()["error"] == "method_not_allowed"
+    assert {m.strip() for m in answer.headers["allow"].split(",")} == {"GET", "HEAD"}
+    delete = await client.delete("/api/v1/events/watch")
+    assert delete.status_code == 405 and delete.headers["allow"] == "POST"

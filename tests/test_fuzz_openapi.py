@@ -131,9 +131,6 @@ LEGITIMATE_503 = {
     # telling the load balancer so is their job.
     "get_api_v1_health": "down",
     "get_api_v1_health_ready": "down",
-    # Similar movies need a trained model; without one the answer is 503 `no_model` with
-    # Retry-After (the test loads one, so this should not be seen here either).
-    "get_api_v1_movies_movie_id_similar": "no_model",
     # Forgetting waits for a rebuild (which could swap the user's rows back in): one the
     # fuzzed admin rebuilds started may still be running. Nothing is erased then.
     "delete_api_v1_users_user_id": "rebuild_running",

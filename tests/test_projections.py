@@ -210,3 +210,53 @@ async def test_redis_down_serves_features_from_postgres_and_says_degraded(
                 assert health["components"]["postgres"]["status"] == "ok"
     finally:
         redis_server.stop()
+
+
+async def _states(http: httpx.AsyncClient) -> dict[str, str]:
+    listing = (await http.get("/api/v1/admin/projections", headers=ADMIN)).json()
+    return {p["name"]: p["state"] for p in listing["projections"]}
+
+
+async def test_the_projections_listing_and_the_rebuild_refusal_agree(
+    services: Services, db: asyncpg.Connection, admin_client: httpx.AsyncClient
+) -> None:
+    """`rebuilding` in the listing if and only if POST .../rebuild answers 409."""
+    http = admin_client
+    await add_catalog(db)
+    await append_random(services.committer, total=300, users=20, seed=8)
+    await wait_caught_up(services.pool)
+    url = "/api/v1/admin/projections/user_features/rebuild"
+
+    # Answered 202: the listing says so at once.
+    started = await http.post(url, headers=ADMIN)
+    assert started.status_code == 202, started.text
+    assert (await _states(http))["user_features"] == "rebuilding"
+    assert (await http.post(url, headers=ADMIN)).status_code == 409
+    await asyncio.gather(*services.rebuilds.values())
+    assert (await _states(http))["user_features"] != "rebuilding"
+    again = await http.post(url, headers=ADMIN)
+    assert again.status_code == 202, again.text
+    await asyncio.gather(*services.rebuilds.values())
+
+    # A rebuild running in another process (`cinemate replay`): its shadow beats.
+    await db.execute(
+        "INSERT INTO projection_checkpoints (name, state) VALUES ('item_stats__rebuild', 'rebuilding')"
+    )
+    await db.execute(
+        "UPDATE projection_checkpoints SET state = 'rebuilding' WHERE name = 'item_stats'"
+    )
+    assert (await _states(http))["item_stats"] == "rebuilding"
+    assert (
+        await http.post("/api/v1/admin/projections/item_stats/rebuild", headers=ADMIN)
+    ).status_code == 409
+
+    # One that died without cleaning up: nothing beats, so it is not rebuilding any more.
+    await db.execute(
+        "UPDATE projection_checkpoints SET heartbeat_at = now() - interval '1 minute'"
+        " WHERE name = 'item_stats__rebuild'"
+    )
+    assert (await _states(http))["item_stats"] != "rebuilding"
+    restarted = await http.post("/api/v1/admin/projections/item_stats/rebuild", headers=ADMIN)
+    assert restarted.status_code == 202, restarted.text
+    await asyncio.gather(*services.rebuilds.values())
+    assert (await _states(http))["item_stats"] == "running"

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import random
 import shutil
+import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,8 @@ import asyncpg
 import httpx
 import pytest
 
-from cinemate.app import Services, build_app
+from cinemate.app import Services, build_app, open_services
+from cinemate.settings import Settings
 from model.artifacts import save_model
 from model.interactions import Interaction
 from model.recommender import train
@@ -169,8 +173,125 @@ async def test_a_broken_model_is_refused_and_the_old_one_keeps_serving(
         refused = await http.post("/model/reload", json={"path": str(path)}, headers=ADMIN)
         assert refused.status_code in (404, 422), refused.text
         assert "still serving" in refused.json()["detail"]
+        assert refused.json()["detail"].count(str(path)) == 1, refused.json()["detail"]
         assert (await http.get("/model/info")).json()["sha256"] == before["sha256"]
         assert (await recommend(http, "anyone"))["items"]
 
+    # A path no artifact can have is refused as the schema's pattern says.
+    for wrong in ("FALSE", str(tmp_path / "model.txt"), str(tmp_path) + "/.npz"):
+        invalid = await http.post("/model/reload", json={"path": wrong}, headers=ADMIN)
+        assert invalid.status_code == 422 and invalid.json()["error"] == "validation_error"
+
     loaded = await http.post("/model/reload", json={"path": str(good)}, headers=ADMIN)
     assert loaded.status_code == 200 and loaded.json()["format"] == "pkl"
+
+
+async def test_similar_without_a_trained_model_answers_from_the_catalog(
+    client: httpx.AsyncClient, services: Services, db: asyncpg.Connection
+) -> None:
+    """No model: 404 for a movie nobody knows; for a known one, movies sharing its genres,
+    the trending ones first, and the `strategy` says so."""
+    assert services.models.current is None
+    await db.executemany(
+        "INSERT INTO movies (movie_id, title, genres) VALUES ($1, $2, $3)",
+        [
+            ("rom-com", "Rom-com", ["Comedy", "Romance"]),
+            ("comedy1", "Comedy 1", ["Comedy"]),
+            ("comedy2", "Comedy 2", ["Comedy"]),
+            ("romcom2", "Rom-com 2", ["Romance", "Comedy"]),
+            ("horror", "Horror", ["Horror"]),
+        ],
+    )
+    # comedy2 trends: three viewers watched it.
+    for user in ("v1", "v2", "v3"):
+        answer = await client.post(
+            "/api/v1/events/watch", json={"user_id": user, "movie_id": "comedy2", "progress": 1}
+        )
+        assert answer.status_code == 202
+        await features_at(client, user, 1)
+    await wait_caught_up(services.pool)
+
+    unknown = await client.get("/api/v1/movies/nobody-knows/similar")
+    assert unknown.status_code == 404, unknown.text
+    assert unknown.json()["error"] == "not_found"
+
+    similar = await client.get("/api/v1/movies/rom-com/similar?limit=10")
+    assert similar.status_code == 200, similar.text
+    body = similar.json()
+    assert body["strategy"] == "genres_by_trend"
+    assert body["model_version"] == "popularity"
+    # Both genres shared first, then one genre shared with the trending one ahead.
+    assert [i["movie_id"] for i in body["items"]] == ["romcom2", "comedy2", "comedy1"]
+    assert body["items"][0]["title"] == "Rom-com 2"
+    # A movie known only from interactions (no catalog entry) is known too.
+    await client.post(
+        "/api/v1/events/watch", json={"user_id": "v9", "movie_id": "uncatalogued", "progress": 1}
+    )
+    await features_at(client, "v9", 1)
+    await wait_caught_up(services.pool)
+    loose = await client.get("/api/v1/movies/uncatalogued/similar")
+    assert loose.status_code == 200, loose.text
+    assert loose.json()["items"][0]["movie_id"] == "comedy2"  # trending, genres unknown
+
+
+async def test_similar_with_a_model_says_its_strategy(http: httpx.AsyncClient) -> None:
+    similar = (await http.get("/api/v1/movies/b3/similar?limit=4")).json()
+    assert similar["strategy"] == "item_to_item"
+
+
+async def test_exclude_takes_up_to_100_movie_ids_as_its_schema_says(
+    http: httpx.AsyncClient,
+) -> None:
+    hundred = ",".join(f"m{i}" for i in range(100))
+    assert (await http.get(f"/api/v1/recommend/fan?exclude={hundred}")).status_code == 200
+    for wrong in (hundred + ",m100", "a1,", "a1,,a2", "a 1", "a1;a2"):
+        answer = await http.get("/api/v1/recommend/fan", params={"exclude": wrong})
+        assert answer.status_code == 422, wrong
+        assert answer.json()["detail"][0]["loc"] == ["query", "exclude"]
+
+
+async def test_a_running_service_picks_up_a_newer_artifact_by_itself(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SPEC: `cinemate train` (or demo) writes into the models dir; a running service
+    serves it within 10 s, logged, without a restart or an admin reload."""
+    own = dataclasses.replace(settings, data_dir=tmp_path / "data")
+    models = own.data_dir / "models"
+    assert own.database_url and own.redis_url
+    caplog.set_level(logging.INFO, logger="cinemate.model")
+    async with AsyncExitStack() as stack:
+        services = await open_services(own, own.database_url, own.redis_url, stack)
+        assert services.models.current is None  # nothing trained yet: popularity
+
+        async def served_within(seconds: float, path: Path) -> float:
+            started = time.monotonic()
+            while time.monotonic() - started < seconds:
+                current = services.models.current
+                if current is not None and current.path == path:
+                    return time.monotonic() - started
+                await asyncio.sleep(0.1)
+            raise AssertionError(f"{path} not served within {seconds} s")
+
+        first = planted_model(models / "first.npz")
+        took = await served_within(10, first)
+        assert "picked up a newer model" in caplog.text
+        print(f"picked up in {took:.1f} s")
+
+        # A newer artifact that cannot serve is refused and logged; the first one stays.
+        broken = models / "second.npz"
+        broken.write_bytes(b"half a model")
+        deadline = time.monotonic() + 10
+        while "newer model artifact refused" not in caplog.text:
+            assert time.monotonic() < deadline, caplog.text
+            await asyncio.sleep(0.1)
+        assert services.models.current is not None and services.models.current.path == first
+
+        # Fixed (trained again under that name): served.
+        await asyncio.sleep(0.01)
+        fixed = planted_model(broken)
+        await served_within(10, fixed)
+
+        # An admin's explicit choice of an older one stays until a newer one appears.
+        await services.models.load(first)
+        await asyncio.sleep(4)
+        assert services.models.current.path == first

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import uuid4
 
 import orjson
@@ -184,3 +185,64 @@ def test_generated_event_ids_are_distinct_version_4_uuids() -> None:
     ids = [new_event_id() for _ in range(2000)]  # across several 4 KiB refills
     assert len(set(ids)) == len(ids)
     assert all(i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "field"),
+    [
+        (
+            "watch",
+            {"user_id": "u1", "movie_id": "m1", "progress": 0.5, "watched_seconds": 3.0},
+            "watched_seconds",
+        ),
+        (
+            "feedback",
+            {
+                "user_id": "u1",
+                "movie_id": "m1",
+                "recommendation_id": "r",
+                "action": "click",
+                "rank": 3.0,
+            },
+            "rank",
+        ),
+        ("movie", {"title": "Heat", "year": 1995.0}, "year"),
+    ],
+)
+def test_integer_fields_take_integral_floats(
+    kind: str, body: dict[str, object], field: str
+) -> None:
+    """3.0 is an integer in JSON Schema 2020-12 (OpenAPI 3.1); 3.5, true and "3" are not."""
+    command = validate(kind, body)
+    value = getattr(command, field)
+    assert value == int(body[field]) and type(value) is int  # type: ignore[call-overload]
+    for wrong in (3.5, True, "3", 1e300):
+        with pytest.raises(ValidationError):
+            validate(kind, {**body, field: wrong})
+
+
+def test_a_fingerprint_is_the_same_for_3_and_3_0() -> None:
+    """A retry that writes 3.0 where it wrote 3 is the same event, not a conflict."""
+    body = {"user_id": "u1", "movie_id": "m1", "progress": 0.5, "watched_seconds": 3}
+    first = validate("watch", body)
+    again = validate("watch", {**body, "watched_seconds": 3.0})
+    assert first.fingerprint() == again.fingerprint()  # type: ignore[attr-defined]
+
+
+def test_an_event_fingerprints_alike_alone_and_in_a_batch() -> None:
+    """Batch items are their own classes (their `type` is required) with the same fields."""
+    body: dict[str, Any] = {
+        "type": "feedback",
+        "user_id": "u1",
+        "movie_id": "m1",
+        "recommendation_id": "r",
+    }
+    body |= {"action": "like", "rank": 2, "context": {"app": "tv"}}
+    alone = validate("feedback", body)
+    batched = ADAPTERS["batch"].validate_json(orjson.dumps({"events": [body]})).events[0]
+    assert type(batched) is not type(alone)
+    assert batched.fingerprint() == alone.fingerprint()  # type: ignore[attr-defined]
+    assert new_event(batched).event_type == new_event(alone).event_type  # type: ignore[arg-type]
+    untyped = {k: v for k, v in body.items() if k != "type"}
+    with pytest.raises(ValidationError, match="discriminator"):
+        ADAPTERS["batch"].validate_json(orjson.dumps({"events": [untyped]}))
