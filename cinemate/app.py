@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import redis.asyncio as aioredis
+from starlette.routing import BaseRoute
 
 from cinemate import database
 from cinemate.docs import docs_routes
@@ -343,23 +345,56 @@ def build_app(services: Services) -> ServiceApp:
         except RebuildInProgress as exc:
             raise ForgetRefused(str(exc)) from exc
 
-    routes = [
-        *command_routes(services.committer),
-        *forget_routes(forget, services.settings.admin_token),
-        *admin_command_routes(rebuild_starter(services), services.settings.admin_token),
-        *catalog_routes(services.pool, services.settings.admin_token),
-        *query_routes(queries),
-        *recommend_routes(
-            RecommendServices(
-                pool=services.pool,
-                models=services.models,
-                catalog=services.genres,
-                models_dir=models_dir(services.settings),
-                model_path=services.settings.model_path,
-                admin_token=services.settings.admin_token,
-            )
+    routes = api_routes(
+        services.committer,
+        forget,
+        rebuild_starter(services),
+        services.pool,
+        queries,
+        RecommendServices(
+            pool=services.pool,
+            models=services.models,
+            catalog=services.genres,
+            models_dir=models_dir(services.settings),
+            model_path=services.settings.model_path,
+            admin_token=services.settings.admin_token,
         ),
-        *docs_routes(openapi.build()),
+        services.settings.admin_token,
+    )
+    routes += [
+        *docs_routes(openapi.build(routes)),
         metrics_route(services.metrics, metrics_refresher(services)),
     ]
     return ServiceApp(routes, services.metrics)
+
+
+def api_routes(
+    committer: GroupCommitter,
+    forget: Callable[[str], Awaitable[int]],
+    start_rebuild: Callable[[str], Awaitable[None]],
+    pool: asyncpg.Pool,
+    queries: QueryServices,
+    recommending: RecommendServices,
+    admin_token: str | None,
+) -> list[BaseRoute]:
+    """Every documented route of the API, each carrying its OpenAPI operation."""
+    return [
+        *command_routes(committer),
+        *forget_routes(forget, admin_token),
+        *admin_command_routes(start_rebuild, admin_token),
+        *catalog_routes(pool, admin_token),
+        *query_routes(queries),
+        *recommend_routes(recommending),
+    ]
+
+
+def api_document() -> dict[str, Any]:
+    """The OpenAPI document without opening anything (for tests and tools): the routes
+    use their services only when a request comes, so placeholders are enough to read
+    what each route declares."""
+    unused = cast(Any, None)
+    queries = QueryServices(unused, unused, {}, unused, unused, None)
+    recommending = RecommendServices(unused, unused, unused, Path(), None, None)
+    return openapi.build(
+        api_routes(unused, unused, unused, unused, queries, recommending, None)
+    )

@@ -12,8 +12,10 @@ from starlette.routing import Route
 
 from command_side.request_body import BadRequest, parse, read_json_body
 from event_store.errors import UNAVAILABLE_ERRORS
+from schema import commands, openapi, responses
 from schema.commands import ADAPTERS, Identifier, MovieCommand
 from schema.http import JSONResponse, admin_only, error_response, unavailable
+from schema.openapi import ApiRoute
 
 UPSERT_SQL = """
 INSERT INTO movies (movie_id, title, genres, year, updated_at)
@@ -66,4 +68,34 @@ def catalog_routes(pool: asyncpg.Pool, admin_token: str | None) -> list[Route]:
             return unavailable(f"store unavailable: {exc}")
         return JSONResponse({"movie_id": movie_id, **movie.model_dump()})
 
-    return [Route("/api/v1/movies/{movie_id}", admin_only(put_movie, admin_token), methods=["PUT"])]
+    return [
+        ApiRoute(
+            "/api/v1/movies/{movie_id}",
+            admin_only(put_movie, admin_token),
+            methods=["PUT"],
+            doc=openapi.Operation(
+                "Create or replace a catalog entry",
+                "admin",
+                commands.MovieCommand,
+                {
+                    200: None,
+                    400: responses.ErrorBody,
+                    401: responses.ErrorBody,
+                    403: responses.ErrorBody,
+                    413: responses.ErrorBody,
+                    415: responses.ErrorBody,
+                    422: responses.ErrorBody,
+                    503: responses.ErrorBody,
+                },
+                (
+                    openapi.Param(
+                        "movie_id",
+                        "path",
+                        {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
+                        required=True,
+                    ),
+                ),
+                admin=True,
+            ),
+        )
+    ]

@@ -14,8 +14,10 @@ from command_side.new_events import new_event
 from command_side.request_body import BadRequest, parse, read_body
 from event_store.append import AppendResult, GroupCommitter, Overloaded
 from event_store.errors import UNAVAILABLE_ERRORS, StoreUnavailable
+from schema import commands, openapi, responses
 from schema.commands import ADAPTERS, BatchCommand, Command
 from schema.http import JSONResponse, admin_only, error_response, unavailable
+from schema.openapi import ApiRoute
 
 StartRebuild = Callable[[str], Awaitable[None]]
 
@@ -131,11 +133,50 @@ def batch_command(committer: GroupCommitter) -> CommandEndpoint:
 def command_routes(committer: GroupCommitter) -> list[Route]:
     return [
         *(
-            Route(f"/api/v1/events/{kind}", single_command(kind, committer), methods=["POST"])
-            for kind in ("watch", "search", "rating", "favorite")
+            ApiRoute(
+                f"/api/v1/events/{kind}",
+                single_command(kind, committer),
+                methods=["POST"],
+                doc=doc,
+            )
+            for kind, doc in (
+                (
+                    "watch",
+                    openapi.command(
+                        "Record that a user watched (part of) a movie", commands.WatchCommand
+                    ),
+                ),
+                ("search", openapi.command("Record a search", commands.SearchCommand)),
+                (
+                    "rating",
+                    openapi.command(
+                        "Record a rating (0.5..5.0, steps of 0.5)", commands.RatingCommand
+                    ),
+                ),
+                ("favorite", openapi.command("Add or remove a favorite", commands.FavoriteCommand)),
+            )
         ),
-        Route("/api/v1/events/batch", batch_command(committer), methods=["POST"]),
-        Route("/api/v1/feedback", single_command("feedback", committer), methods=["POST"]),
+        ApiRoute(
+            "/api/v1/events/batch",
+            batch_command(committer),
+            methods=["POST"],
+            doc=openapi.Operation(
+                "Record 1..1000 events, all or nothing",
+                "commands",
+                commands.BatchCommand,
+                {
+                    202: responses.BatchAccepted,
+                    200: responses.BatchAccepted,
+                    **openapi.COMMAND_ERRORS,
+                },
+            ),
+        ),
+        ApiRoute(
+            "/api/v1/feedback",
+            single_command("feedback", committer),
+            methods=["POST"],
+            doc=openapi.command("Record a reaction to a recommendation", commands.FeedbackCommand),
+        ),
     ]
 
 
@@ -153,10 +194,35 @@ def admin_command_routes(start_rebuild: StartRebuild, admin_token: str | None) -
         return JSONResponse({"name": name, "state": "rebuilding"}, 202)
 
     return [
-        Route(
+        ApiRoute(
             "/api/v1/admin/projections/{name}/rebuild",
             admin_only(rebuild, admin_token),
             methods=["POST"],
+            doc=openapi.Operation(
+                "Rebuild a read model by replay beside the live one, then swap it in",
+                "admin",
+                None,
+                {
+                    202: responses.RebuildStarted,
+                    401: responses.ErrorBody,
+                    403: responses.ErrorBody,
+                    404: responses.ErrorBody,
+                    409: responses.ErrorBody,
+                    503: responses.ErrorBody,
+                },
+                (
+                    openapi.Param(
+                        "name",
+                        "path",
+                        {
+                            "type": "string",
+                            "enum": ["user_features", "item_stats", "audit", "model_feedback"],
+                        },
+                        required=True,
+                    ),
+                ),
+                admin=True,
+            ),
         )
     ]
 
@@ -195,5 +261,23 @@ def forget_routes(forget: Forget, admin_token: str | None) -> list[Route]:
         return JSONResponse({"user_id": user_id, "erased_events": erased, "status": "forgotten"})
 
     return [
-        Route("/api/v1/users/{user_id}", admin_only(forget_user, admin_token), methods=["DELETE"])
+        ApiRoute(
+            "/api/v1/users/{user_id}",
+            admin_only(forget_user, admin_token),
+            methods=["DELETE"],
+            doc=openapi.Operation(
+                "Forget a user: events, read-model rows and cache entries, in one operation",
+                "admin",
+                None,
+                {
+                    200: None,
+                    401: responses.ErrorBody,
+                    403: responses.ErrorBody,
+                    422: responses.ErrorBody,
+                    503: responses.ErrorBody,
+                },
+                (openapi.USER_ID,),
+                admin=True,
+            ),
+        )
     ]

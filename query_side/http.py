@@ -18,8 +18,10 @@ from query_side import health
 from query_side.features import read_features
 from query_side.popular import popular
 from query_side.user_events import read_stream_page
+from schema import commands, openapi, responses
 from schema.commands import Identifier
 from schema.http import JSONResponse, admin_only, error_response, unavailable
+from schema.openapi import ApiRoute
 from schema.responses import UserEvents
 
 _IDENTIFIER: TypeAdapter[str] = TypeAdapter(Identifier)
@@ -140,14 +142,129 @@ def query_routes(services: QueryServices) -> list[Route]:
 
     admin = services.admin_token
     return [
-        Route("/api/v1/users/{user_id}/events", answering(user_events), methods=["GET"]),
-        Route("/api/v1/features/{user_id}", answering(features), methods=["GET"]),
-        Route("/api/v1/features/{user_id}/refresh", answering(refresh), methods=["POST"]),
-        Route("/api/v1/popular", answering(trending), methods=["GET"]),
-        Route(
-            "/api/v1/admin/projections", admin_only(answering(projections), admin), methods=["GET"]
+        ApiRoute(
+            "/api/v1/users/{user_id}/events",
+            answering(user_events),
+            methods=["GET"],
+            doc=openapi.Operation(
+                "A user's event stream, oldest first",
+                "queries",
+                None,
+                {
+                    200: responses.UserEvents,
+                    404: responses.ErrorBody,
+                    422: responses.ErrorBody,
+                    503: responses.ErrorBody,
+                },
+                (
+                    openapi.USER_ID,
+                    openapi.Param(
+                        "after",
+                        "query",
+                        {"type": "integer", "minimum": 0, "maximum": commands.MAX_INT32},
+                        "Stream version to start after",
+                    ),
+                    openapi.Param(
+                        "limit",
+                        "query",
+                        {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                    ),
+                ),
+            ),
         ),
-        Route("/api/v1/health/live", live, methods=["GET"]),
-        Route("/api/v1/health/ready", ready, methods=["GET"]),
-        Route("/api/v1/health", full_health, methods=["GET"]),
+        ApiRoute(
+            "/api/v1/features/{user_id}",
+            answering(features),
+            methods=["GET"],
+            doc=openapi.Operation(
+                "The user's feature document",
+                "queries",
+                None,
+                {
+                    200: responses.FeatureDocument,
+                    404: responses.ErrorBody,
+                    422: responses.ErrorBody,
+                    503: responses.ErrorBody,
+                },
+                (openapi.USER_ID,),
+            ),
+        ),
+        ApiRoute(
+            "/api/v1/features/{user_id}/refresh",
+            answering(refresh),
+            methods=["POST"],
+            doc=openapi.Operation(
+                "Recompute the user's features from their stream, store and return them",
+                "queries",
+                None,
+                {
+                    200: responses.FeatureDocument,
+                    404: responses.ErrorBody,
+                    422: responses.ErrorBody,
+                    503: responses.ErrorBody,
+                },
+                (openapi.USER_ID,),
+            ),
+        ),
+        ApiRoute(
+            "/api/v1/popular",
+            answering(trending),
+            methods=["GET"],
+            doc=openapi.Operation(
+                "Trending movies (time-decayed)",
+                "queries",
+                None,
+                {200: responses.Popular, 422: responses.ErrorBody},
+                (
+                    openapi.Param(
+                        "genre", "query", {"type": "string"}, "Only movies of this genre"
+                    ),
+                    openapi.Param(
+                        "limit",
+                        "query",
+                        {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
+                    ),
+                ),
+            ),
+        ),
+        ApiRoute(
+            "/api/v1/admin/projections",
+            admin_only(answering(projections), admin),
+            methods=["GET"],
+            doc=openapi.Operation(
+                "Each projection's position, lag and state",
+                "admin",
+                None,
+                {200: responses.Projections, 401: responses.ErrorBody, 403: responses.ErrorBody},
+                admin=True,
+            ),
+        ),
+        ApiRoute(
+            "/api/v1/health/live",
+            live,
+            methods=["GET"],
+            doc=openapi.Operation("200 while the process runs", "health", None, {200: None}),
+        ),
+        ApiRoute(
+            "/api/v1/health/ready",
+            ready,
+            methods=["GET"],
+            doc=openapi.Operation(
+                "200 when the service can serve",
+                "health",
+                None,
+                {200: responses.Health, 503: responses.Health},
+            ),
+        ),
+        ApiRoute(
+            "/api/v1/health",
+            full_health,
+            methods=["GET"],
+            doc=openapi.Operation(
+                "Health of every component",
+                "health",
+                None,
+                {200: responses.Health, 503: responses.Health},
+            ),
+        ),
     ]

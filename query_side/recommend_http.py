@@ -22,8 +22,10 @@ from starlette.routing import Route
 from query_side import recommend
 from query_side.http import BadQuery, answering, int_param, user_id_param
 from query_side.model_serving import ModelHolder, ModelRefused, ServedModel, newest_artifact
+from schema import commands, openapi, responses
 from schema.commands import EXCLUDE_PATTERN, MAX_EXCLUDE, Identifier
 from schema.http import JSONResponse, admin_only, error_response
+from schema.openapi import ApiRoute
 from schema.responses import ARTIFACT_PATH_PATTERN
 
 POPULARITY_VERSION = "popularity"
@@ -325,8 +327,89 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
         return JSONResponse({"status": "loaded", **served.info()})
 
     return [
-        Route("/api/v1/recommend/{user_id}", answering(recommendations), methods=["GET"]),
-        Route("/api/v1/movies/{movie_id}/similar", answering(similar), methods=["GET"]),
-        Route("/model/info", info, methods=["GET"]),
-        Route("/model/reload", admin_only(reload, services.admin_token), methods=["POST"]),
+        ApiRoute(
+            "/api/v1/recommend/{user_id}",
+            answering(recommendations),
+            methods=["GET"],
+            doc=openapi.Operation(
+                "What to show the user next, scored from their current history",
+                "queries",
+                None,
+                {200: responses.Recommendation, 422: responses.ErrorBody, 503: responses.ErrorBody},
+                (
+                    openapi.USER_ID,
+                    openapi.Param(
+                        "limit",
+                        "query",
+                        {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
+                    ),
+                    openapi.Param(
+                        "genre", "query", {"type": "string"}, "Only movies of this genre"
+                    ),
+                    openapi.Param(
+                        "exclude",
+                        "query",
+                        {"type": "string", "pattern": commands.EXCLUDE_PATTERN},
+                        f"Up to {commands.MAX_EXCLUDE} comma-separated movie ids to leave out",
+                    ),
+                ),
+            ),
+        ),
+        ApiRoute(
+            "/api/v1/movies/{movie_id}/similar",
+            answering(similar),
+            methods=["GET"],
+            doc=openapi.Operation(
+                "Similar movies (item to item)",
+                "queries",
+                None,
+                {
+                    200: responses.SimilarMovies,
+                    404: responses.ErrorBody,
+                    422: responses.ErrorBody,
+                    503: responses.ErrorBody,
+                },
+                (
+                    openapi.Param(
+                        "movie_id",
+                        "path",
+                        {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
+                        required=True,
+                    ),
+                    openapi.Param(
+                        "limit",
+                        "query",
+                        {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
+                    ),
+                ),
+            ),
+        ),
+        ApiRoute(
+            "/model/info",
+            info,
+            methods=["GET"],
+            doc=openapi.Operation(
+                "The model being served", "model", None, {200: responses.ModelInfo}
+            ),
+        ),
+        ApiRoute(
+            "/model/reload",
+            admin_only(reload, services.admin_token),
+            methods=["POST"],
+            doc=openapi.Operation(
+                "Load a model and swap it in; a broken one is refused",
+                "admin",
+                responses.ReloadRequest,
+                {
+                    200: responses.ModelInfo,
+                    400: responses.ErrorBody,
+                    401: responses.ErrorBody,
+                    403: responses.ErrorBody,
+                    404: responses.ErrorBody,
+                    422: responses.ErrorBody,
+                },
+                admin=True,
+                body_required=False,
+            ),
+        ),
     ]

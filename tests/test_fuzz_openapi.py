@@ -1,6 +1,6 @@
 """Fuzz every operation of the OpenAPI document with requests generated from that document.
 
-For each operation in `schema.openapi.build()` (the document served at /openapi.json),
+For each operation in `schema.api_document()` (the document served at /openapi.json),
 hypothesis draws requests from the document itself: path and query parameters from their
 schemas, JSON bodies from the request body's schema. Then it bends them: wrong types,
 numbers past 64 bits, unicode, NUL, empty strings, missing and extra fields, malformed
@@ -42,13 +42,12 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from cinemate.app import Services, build_app
-from schema import openapi
+from cinemate.app import Services, api_document, build_app
 from tests.projection_helpers import GENRES, wait_caught_up
 from tests.test_fuzz_commands import FIELDS, wild_body, wild_value
 from tests.test_recommend import COMEDIES, HORRORS, planted_model
 
-DOCUMENT = openapi.build()
+DOCUMENT = api_document()
 DEFS: dict[str, Any] = DOCUMENT["components"]["schemas"]
 TOKEN = "fuzz-admin-token"
 MAX_BODY = 1024 * 1024
