@@ -47,8 +47,17 @@ class BadQuery(Exception):
         self.msg = msg
 
 
+def query_param(request: Request, name: str) -> str | None:
+    """A query parameter given at most once (a repeated one is a list, which no
+    parameter of this API is: refused rather than silently taking one of them)."""
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise BadQuery("query", name, f"{name} may be given only once")
+    return values[0] if values else None
+
+
 def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
+    raw = query_param(request, name)
     if raw is None or raw == "":
         return default
     try:
@@ -121,7 +130,7 @@ def query_routes(services: QueryServices) -> list[Route]:
 
     async def trending(request: Request) -> Response:
         limit = int_param(request, "limit", 10, 1, 100)
-        genre = request.query_params.get("genre") or None
+        genre = query_param(request, "genre") or None
         # PostgreSQL text cannot hold NUL (the query would fail): no genre has one.
         items = [] if genre and "\x00" in genre else await popular(pool, genre, limit)
         return JSONResponse({"genre": genre, "items": items})

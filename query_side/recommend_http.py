@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from query_side import recommend
-from query_side.http import BadQuery, answering, int_param, user_id_param
+from query_side.http import BadQuery, answering, int_param, query_param, user_id_param
 from query_side.model_serving import ModelHolder, ModelRefused, ServedModel, newest_artifact
 from schema import commands, openapi, responses
 from schema.commands import EXCLUDE_PATTERN, MAX_EXCLUDE, Identifier
@@ -111,7 +111,7 @@ class RecommendServices:
 
 def _exclude_param(request: Request) -> set[str]:
     """Exactly what the schema's pattern allows: up to MAX_EXCLUDE movie ids, no blanks."""
-    raw = request.query_params.get("exclude") or ""
+    raw = query_param(request, "exclude") or ""
     if _EXCLUDE.fullmatch(raw) is None:
         many = raw.count(",") >= MAX_EXCLUDE
         raise BadQuery(
@@ -171,7 +171,7 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
     async def recommendations(request: Request) -> Response:
         user_id = user_id_param(request)
         limit = int_param(request, "limit", 10, 1, 100)
-        genre = request.query_params.get("genre") or None
+        genre = query_param(request, "genre") or None
         exclude = _exclude_param(request)
         async with pool.acquire() as conn:
             await catalog.refresh(conn)
