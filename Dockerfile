@@ -16,6 +16,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY cinemate ./cinemate
+COPY event_store ./event_store
 COPY command_side ./command_side
 COPY query_side ./query_side
 COPY projections ./projections
