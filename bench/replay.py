@@ -29,7 +29,7 @@ from command_side.new_events import new_event
 from event_store import lag
 from event_store.append import append_group
 from event_store.feed import Checkpoint, read_after
-from projections.rebuild import rebuild
+from projections.rebuild import rebuild, rebuild_all
 from schema.commands import (
     Command,
     FavoriteCommand,
@@ -116,6 +116,13 @@ async def run(total: int) -> None:
                     f"{'rebuild ' + name:<36} {rate:>10,.0f} events/s  "
                     f"{rate / baseline:.2f} x baseline  ({applied:,} events)"
                 )
+            started = time.perf_counter()
+            applied = await rebuild_all(services.pool, list(services.projections.values()))
+            rate = applied / (time.perf_counter() - started)
+            print(
+                f"{'rebuild all, one pass (cinemate replay)':<36} {rate:>10,.0f} events/s  "
+                f"{rate / baseline:.2f} x baseline  ({applied:,} events)"
+            )
             print("target: replay/rebuild >= 50,000 events/s")
     finally:
         infra.stop()

@@ -131,7 +131,7 @@ async def _relay(settings: Settings) -> None:
 async def _replay(settings: Settings, names: list[str]) -> None:
     from tqdm import tqdm
 
-    from projections.rebuild import rebuild
+    from projections.rebuild import rebuild_all
 
     async with _running(settings, run_projections=False) as services:
         unknown = sorted(set(names) - set(services.projections))
@@ -140,20 +140,23 @@ async def _replay(settings: Settings, names: list[str]) -> None:
                 f"cinemate: unknown projection(s) {', '.join(unknown)}; "
                 f"known: {', '.join(services.projections)}"
             )
-        for name in names or list(services.projections):
-            with tqdm(desc=f"replay {name}", unit="ev", unit_scale=True) as bar:
+        chosen = names or list(services.projections)
+        # One pass over the store feeds every chosen projection.
+        with tqdm(desc=f"replay {', '.join(chosen)}", unit="ev", unit_scale=True) as bar:
 
-                def show(done: int, total: int, bar: tqdm = bar) -> None:
-                    bar.total = total
-                    bar.update(done - bar.n)
+            def show(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
 
-                started = time.perf_counter()
-                applied = await rebuild(services.pool, services.projections[name], progress=show)
-            seconds = time.perf_counter() - started
-            print(
-                f"{name}: {applied} events in {seconds:.1f} s "
-                f"({applied / max(seconds, 1e-9):,.0f} events/s), swapped in"
+            started = time.perf_counter()
+            applied = await rebuild_all(
+                services.pool, [services.projections[n] for n in chosen], progress=show
             )
+        seconds = time.perf_counter() - started
+        print(
+            f"{', '.join(chosen)}: {applied} store events in {seconds:.1f} s "
+            f"({applied / max(seconds, 1e-9):,.0f} events/s, each projection), swapped in"
+        )
 
 
 async def _import(settings: Settings, data_dir: Path) -> None:

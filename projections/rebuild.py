@@ -76,33 +76,40 @@ async def _begin(conn: asyncpg.Connection, projection: Projection, shadow: Targe
         )
 
 
-async def _swap(conn: asyncpg.Connection, projection: Projection, shadow: Target) -> int:
+async def _swap(
+    conn: asyncpg.Connection, projections: Sequence[Projection], shadows: Sequence[Target]
+) -> int:
+    """One transaction holding the live projections' locks (their followers wait): the
+    last events, then each shadow renamed over its live table and its checkpoint moved."""
     applied = 0
-    applier = Applier([projection], [shadow])
+    applier = Applier(projections, shadows)
     async with conn.transaction():
-        await locks.lock_projections(conn, [projection.name])
+        await locks.lock_projections(conn, [p.name for p in projections])
         while True:
             count, _ = await apply_next(conn, applier, 5000)
             applied += count
             if not count:
                 break
-        await projection.flush(conn, shadow.tables)
-        for live, table in shadow.tables.items():
-            await conn.execute(f"ALTER TABLE {live} RENAME TO {live}__old")
-            await conn.execute(f"ALTER TABLE {table} RENAME TO {live}")
-            await conn.execute(f"DROP TABLE {live}__old")
-        await conn.execute(
-            """
-            UPDATE projection_checkpoints AS live
-            SET tx_id = s.tx_id, position = s.position, state = 'running',
-                updated_at = now(), heartbeat_at = now()
-            FROM projection_checkpoints AS s
-            WHERE live.name = $1 AND s.name = $2
-            """,
-            projection.name,
-            shadow.checkpoint,
-        )
-        await conn.execute("DELETE FROM projection_checkpoints WHERE name = $1", shadow.checkpoint)
+        for projection, shadow in zip(projections, shadows, strict=True):
+            await projection.flush(conn, shadow.tables)
+            for live, table in shadow.tables.items():
+                await conn.execute(f"ALTER TABLE {live} RENAME TO {live}__old")
+                await conn.execute(f"ALTER TABLE {table} RENAME TO {live}")
+                await conn.execute(f"DROP TABLE {live}__old")
+            await conn.execute(
+                """
+                UPDATE projection_checkpoints AS live
+                SET tx_id = s.tx_id, position = s.position, state = 'running',
+                    updated_at = now(), heartbeat_at = now()
+                FROM projection_checkpoints AS s
+                WHERE live.name = $1 AND s.name = $2
+                """,
+                projection.name,
+                shadow.checkpoint,
+            )
+            await conn.execute(
+                "DELETE FROM projection_checkpoints WHERE name = $1", shadow.checkpoint
+            )
     return applied
 
 
@@ -117,36 +124,62 @@ async def rebuild(
     """Replay the whole store into a fresh copy of the projection's tables and swap it in
     (`begun`: begin_rebuild was called already). Returns how many events were applied.
     """
-    shadow = Target.shadow_of(projection)
-    applier = Applier([projection], [shadow])
+    return await rebuild_all(
+        pool, [projection], batch_size=batch_size, progress=progress, begun=begun
+    )
+
+
+async def rebuild_all(
+    pool: asyncpg.Pool,
+    projections: Sequence[Projection],
+    *,
+    batch_size: int = 5000,
+    progress: Progress | None = None,
+    begun: bool = False,
+) -> int:
+    """Rebuild several projections in one pass over the store: each batch is read once
+    and applied to every shadow. Returns how many store events were replayed."""
+    shadows = [Target.shadow_of(p) for p in projections]
+    applier = Applier(projections, shadows)
+    started: list[tuple[Projection, Target]] = []
     applied = flushed = 0
     async with pool.acquire() as conn:
-        if not begun:
-            await _begin(conn, projection, shadow)
         try:
+            for projection, shadow in zip(projections, shadows, strict=True):
+                if not begun:
+                    await _begin(conn, projection, shadow)
+                started.append((projection, shadow))
             total = await lag.store_size(conn)
+            names = [s.checkpoint for s in shadows]
             while True:
                 async with conn.transaction():
                     count, _ = await apply_next(conn, applier, batch_size)
-                    await checkpoints.heartbeat(conn, [shadow.checkpoint])
+                    await checkpoints.heartbeat(conn, names)
                 applied += count
                 if applied - flushed >= FLUSH_EVERY_EVENTS:
                     async with conn.transaction():
-                        await projection.flush(conn, shadow.tables)
+                        for projection, shadow in started:
+                            await projection.flush(conn, shadow.tables)
                     flushed = applied
                 if progress is not None:
                     progress(applied, max(total, applied))
-                if count < batch_size and await remaining(conn, shadow) < CATCH_UP_MARGIN:
+                # The shadows move together (read and checkpointed as one).
+                if count < batch_size and await remaining(conn, shadows[0]) < CATCH_UP_MARGIN:
                     break
-            applied += await _swap(conn, projection, shadow)
+            applied += await _swap(conn, projections, shadows)
         except BaseException:
-            await _abandon(conn, projection, shadow)
+            for projection, shadow in started:
+                await _abandon(conn, projection, shadow)
             raise
-    await projection.after_swap()
-    await projection.after_commit(Changes())
+    for projection in projections:
+        await projection.after_swap()
+        await projection.after_commit(Changes())
     if progress is not None:
         progress(applied, applied)
-    log.info("rebuilt projection", extra={"projection": projection.name, "events": applied})
+    log.info(
+        "rebuilt projections",
+        extra={"projections": [p.name for p in projections], "events": applied},
+    )
     return applied
 
 
