@@ -170,10 +170,31 @@ class UserFeaturesProjection:
         return Changes(documents=documents)
 
     async def flush(self, conn: asyncpg.Connection, tables: Mapping[str, str]) -> None:
+        """A rebuild's states, written with COPY (several times faster than an upsert of
+        the same rows): the shadow table has one writer, so replacing a user's row is a
+        delete of what an earlier flush wrote, then the copy."""
         table = tables["user_features"]
         pending = self._deferred.pop(table, {})
-        if pending:
-            await save_states(conn, table, pending, datetime.now(UTC))
+        if not pending:
+            return
+        now = datetime.now(UTC)
+        users = list(pending)
+        await conn.execute(f"DELETE FROM {table} WHERE user_id = ANY($1::text[])", users)
+        await conn.copy_records_to_table(
+            table,
+            columns=["user_id", "stream_version", "position", "state", "doc", "updated_at"],
+            records=(
+                (
+                    user,
+                    state["stream_version"],
+                    state["position"],
+                    orjson.dumps(state).decode(),
+                    orjson.dumps(fold.document(state, now)).decode(),
+                    now,
+                )
+                for user, state in pending.items()
+            ),
+        )
 
     def discard(self, tables: Mapping[str, str]) -> None:
         self._deferred.pop(tables["user_features"], None)
