@@ -1,10 +1,21 @@
-"""Turn a validated command into the domain event to append, encoded for the store."""
+"""Turn a validated command into the event to append, encoded for the store.
+
+`domain_event` builds the eventsourcing domain event and `encoded_by_mapper` runs it
+through eventsourcing's mapper: the reference. `new_event`, the ingest path, writes the
+very same stored state straight from the command (no event object, no mapper pass, about
+half the cost per event); a test holds the two byte-identical for every event kind, and
+reading always goes back through the mapper (and its upcasters).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
+from eventsourcing.utils import get_topic
 
 from event_store.append import NewEvent, encode
 from event_store.ids import new_event_id
@@ -12,29 +23,71 @@ from schema import events
 from schema.commands import Command
 
 _ENVELOPE = {"originator_id", "originator_version", "timestamp", "context"}
-
+_STREAM = {"originator_id", "originator_version"}
 
 _PAYLOAD_FIELDS: dict[str, tuple[str, ...]] = {
     kind: tuple(f.name for f in dataclasses.fields(cls) if f.name not in _ENVELOPE)
     for kind, cls in events.EVENT_CLASSES.items()
 }
+# What the mapper writes, in its order: the event's fields but the stream's, then the
+# class version when above 1.
+_STATE_FIELDS: dict[str, tuple[str, ...]] = {
+    kind: tuple(f.name for f in dataclasses.fields(cls) if f.name not in _STREAM)
+    for kind, cls in events.EVENT_CLASSES.items()
+}
+_TOPICS = {kind: get_topic(cls) for kind, cls in events.EVENT_CLASSES.items()}
+_VERSIONS = {
+    kind: int(getattr(cls, "class_version", 1)) for kind, cls in events.EVENT_CLASSES.items()
+}
+
+
+def _payload(command: Command, kind: str) -> dict[str, Any]:
+    fields: dict[str, Any] = {name: getattr(command, name) for name in _PAYLOAD_FIELDS[kind]}
+    if kind == "search" and fields["results"] is None:
+        fields["results"] = []
+    return fields
 
 
 def domain_event(command: Command, now: datetime) -> events.InteractionEvent:
     kind: str = command.type  # type: ignore[attr-defined]
-    event_cls = events.EVENT_CLASSES[kind]
-    fields: dict[str, Any] = {name: getattr(command, name) for name in _PAYLOAD_FIELDS[kind]}
-    if event_cls is events.Searched and fields["results"] is None:
-        fields["results"] = []
-    return event_cls(
+    return events.EVENT_CLASSES[kind](
         originator_id=command.user_id,  # type: ignore[attr-defined]
         originator_version=0,
         timestamp=command.occurred_at or now,
         context=command.context,
-        **fields,
+        **_payload(command, kind),
     )
 
 
-def new_event(command: Command, now: datetime | None = None) -> NewEvent:
-    event = domain_event(command, now or datetime.now(UTC))
+def encoded_by_mapper(command: Command, now: datetime) -> NewEvent:
+    """The reference encoding: the domain event through eventsourcing's mapper."""
+    event = domain_event(command, now)
     return encode(event, command.event_id or new_event_id(), command.fingerprint())
+
+
+def new_event(command: Command, now: datetime | None = None) -> NewEvent:
+    kind: str = command.type  # type: ignore[attr-defined]
+    at = command.occurred_at or now or datetime.now(UTC)
+    payload = _payload(command, kind)
+    state: dict[str, Any] = {}
+    for name in _STATE_FIELDS[kind]:
+        if name == "timestamp":
+            # As eventsourcing's DatetimeAsISO transcoding writes it.
+            state[name] = {"_type_": "datetime_iso", "_data_": at.isoformat()}
+        elif name == "context":
+            state[name] = command.context
+        else:
+            state[name] = payload[name]
+    version = _VERSIONS[kind]
+    if version > 1:
+        state["class_version"] = version
+    return NewEvent(
+        event_id=command.event_id or new_event_id(),
+        user_id=command.user_id,  # type: ignore[attr-defined]
+        event_type=kind,
+        topic=_TOPICS[kind],
+        schema_version=version,
+        state=orjson.dumps(state).decode(),
+        body_hash=hashlib.sha256(command.fingerprint()).digest(),
+        occurred_at=at,
+    )
