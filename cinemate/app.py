@@ -29,7 +29,7 @@ from command_side.http import (
     forget_routes,
 )
 from event_store.append import GroupCommitter
-from event_store.listener import StoreListener
+from event_store.feed import StoreListener
 from projections.catalog import GenreLookup
 from projections.forget import forget_user
 from projections.kafka_consumer import ProjectionConsumer

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from command_side.request_body import BadRequest, parse, read_json_body
+from command_side.http import BadRequest, parse, read_json_body
 from event_store.errors import UNAVAILABLE_ERRORS
 from schema import commands, openapi, responses
 from schema.commands import ADAPTERS, Identifier, MovieCommand

@@ -17,8 +17,7 @@ from typing import Any
 import orjson
 from eventsourcing.utils import get_topic
 
-from event_store.append import NewEvent, encode
-from event_store.ids import new_event_id
+from event_store.append import NewEvent, encode, new_event_id
 from schema import events
 from schema.commands import Command
 

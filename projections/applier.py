@@ -20,8 +20,48 @@ import asyncpg
 
 from event_store import locks
 from event_store.feed import Checkpoint, StoredRecord
-from projections import applied_streams, checkpoints
+from projections import checkpoints
 from projections.projection import Batch, Changes, Projection
+
+# Applied-stream marks: per user, the highest stream version the read models hold.
+# Kafka consumers raise them in the transaction that applies a batch and skip events at
+# or below them, so a redelivered or republished message changes nothing; store
+# followers skip them too and record their own progress as checkpoints, which consumers
+# skip as well. Each user's events reach every applier in stream order (the store by
+# version, Kafka by partition), so a mark never passes an event not yet applied.
+LOAD_SQL = "SELECT user_id, stream_version FROM applied_streams WHERE user_id = ANY($1::text[])"
+RAISE_SQL = """
+INSERT INTO applied_streams AS a (user_id, stream_version)
+SELECT * FROM unnest($1::text[], $2::integer[])
+ON CONFLICT (user_id) DO UPDATE SET stream_version = excluded.stream_version
+WHERE a.stream_version < excluded.stream_version
+"""
+
+
+def not_applied(records: Sequence[StoredRecord], marks: dict[str, int]) -> list[StoredRecord]:
+    """The records past their user's mark, once each (a batch may hold one twice)."""
+    marks = dict(marks)
+    fresh = []
+    for record in records:
+        if record.stream_version > marks.get(record.user_id, 0):
+            marks[record.user_id] = record.stream_version
+            fresh.append(record)
+    return fresh
+
+
+async def load_marks(conn: asyncpg.Connection, records: Sequence[StoredRecord]) -> dict[str, int]:
+    users = sorted({r.user_id for r in records})
+    return {row["user_id"]: row["stream_version"] for row in await conn.fetch(LOAD_SQL, users)}
+
+
+async def raise_marks(conn: asyncpg.Connection, records: Sequence[StoredRecord]) -> None:
+    top: dict[str, int] = {}
+    for record in records:
+        top[record.user_id] = max(top.get(record.user_id, 0), record.stream_version)
+    users = sorted(top)
+    if users:
+        await conn.execute(RAISE_SQL, users, [top[u] for u in users])
+
 
 AUDIT_BATCH_SQL = """
 INSERT INTO audit_batches
@@ -94,7 +134,7 @@ class Applier:
         """Apply each projection the records past its checkpoint in `marks_from`. Live
         tables skip what the applied-stream marks hold; a rebuild's shadows take all."""
         fresh = (
-            applied_streams.not_applied(records, await applied_streams.load_marks(conn, records))
+            not_applied(records, await load_marks(conn, records))
             if self.live
             else list(records)
         )
@@ -140,7 +180,7 @@ class Applier:
     async def mark(self, conn: asyncpg.Connection, applied: Applied) -> None:
         """Raise the applied-stream marks over what the batch put in (Kafka consumers:
         a redelivery or a republished message then changes nothing)."""
-        await applied_streams.raise_marks(conn, applied.fresh)
+        await raise_marks(conn, applied.fresh)
 
     async def after_commit(self, applied: Applied) -> None:
         for projection, changed in zip(self.projections, applied.changes, strict=True):

@@ -18,8 +18,8 @@ import asyncpg
 
 from event_store import feed
 from event_store.errors import UNAVAILABLE_ERRORS
-from projections import applied_streams, checkpoints, dead_letters
-from projections.applier import Applied, Applier
+from projections import checkpoints, dead_letters
+from projections.applier import Applied, Applier, raise_marks
 from projections.projection import Projection
 
 log = logging.getLogger("cinemate.projections")
@@ -104,7 +104,7 @@ class StoreFollower:
                     for target, mark in zip(self.applier.targets, marks, strict=True):
                         if poison.checkpoint > mark:
                             await checkpoints.save(conn, target.checkpoint, poison.checkpoint)
-                    await applied_streams.raise_marks(conn, [poison])  # consumers skip it too
+                    await raise_marks(conn, [poison])  # consumers skip it too
                     detail = {"applier": "store", "error": dead_letters.describe(error)}
                     await dead_letters.record(
                         conn,

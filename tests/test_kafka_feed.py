@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from event_store.feed import StoredRecord
-from projections.applied_streams import not_applied
+from projections.applier import not_applied
 from projections.kafka_feed import PoisonMessage, from_message, to_message
 from schema import events
 

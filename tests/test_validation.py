@@ -11,8 +11,8 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
+from command_side.http import BadRequest, parse
 from command_side.new_events import new_event
-from command_side.request_body import BadRequest, parse
 from schema import events
 from schema.commands import ADAPTERS, RatingCommand, WatchCommand
 
@@ -180,7 +180,7 @@ def test_version_1_watch_events_are_upcast() -> None:
 
 
 def test_generated_event_ids_are_distinct_version_4_uuids() -> None:
-    from event_store.ids import new_event_id
+    from event_store.append import new_event_id
 
     ids = [new_event_id() for _ in range(2000)]  # across several 4 KiB refills
     assert len(set(ids)) == len(ids)
