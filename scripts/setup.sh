@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# Idempotent set-up on a fresh machine: a virtualenv in .venv with cinemate installed.
+# Idempotent set-up on a fresh machine: a virtualenv in .venv holding the versions pinned
+# (with hashes) in uv.lock, cinemate itself installed editable. Needs only Python 3.11 and
+# pip: scripts/uv.sh installs the pinned uv first. Fails, changing nothing, when uv.lock no
+# longer matches pyproject.toml; refresh the lock with `scripts/uv.sh lock`.
 # Usage: scripts/setup.sh [--test]   (--test also installs the test and lint tools)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
-if [ ! -x .venv/bin/python ]; then
-    "$PYTHON" -m venv .venv
-fi
-.venv/bin/python -m pip install --quiet --upgrade pip
 # Swagger UI for /docs (pinned, integrity-checked, from the npm registry; cached).
 scripts/docs-assets.sh
 if [ "${1:-}" = "--test" ]; then
-    .venv/bin/python -m pip install --quiet -e ".[test]"
+    # Exactly the lock, test tools included: whatever else is in .venv is removed.
+    scripts/uv.sh sync --quiet --locked --extra test --python "$PYTHON"
     # The docs test drives a real headless browser: Debian's chromium.
     if ! command -v chromium >/dev/null; then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -22,5 +22,6 @@ if [ "${1:-}" = "--test" ]; then
         fi
     fi
 else
-    .venv/bin/python -m pip install --quiet -e .
+    # The service's packages at their locked versions; test tools already there may stay.
+    scripts/uv.sh sync --quiet --locked --inexact --python "$PYTHON"
 fi
