@@ -32,7 +32,7 @@ from aiokafka.errors import CommitFailedError
 from event_store import feed, locks
 from event_store.errors import TRANSIENT_ERRORS, UNAVAILABLE_ERRORS
 from event_store.feed import StoredRecord
-from projections import checkpoints, dead_letters
+from projections import checkpoints, dead_letters, retry
 from projections.applier import Applier
 from projections.kafka_feed import (
     PoisonMessage,
@@ -136,14 +136,8 @@ class ProjectionConsumer:
     async def _until_store_answers(self, work: Any) -> Any:
         """Run `work()`, waiting out PostgreSQL outages and transient conflicts (not the
         message's fault); other errors propagate."""
-        delay = 0.2
-        while True:
-            try:
-                return await work()
-            except (*UNAVAILABLE_ERRORS, *TRANSIENT_ERRORS) as exc:
-                log.warning("store unavailable; retrying the batch", extra={"error": repr(exc)})
-                await asyncio.sleep(delay)
-                delay = min(5.0, delay * 2)
+        errors = (*UNAVAILABLE_ERRORS, *TRANSIENT_ERRORS)
+        return await retry.waiting_out(work, errors, log, "store unavailable; retrying the batch")
 
     async def process(
         self, messages: Sequence[ConsumerRecord[bytes, bytes]], producer: AIOKafkaProducer
@@ -181,16 +175,13 @@ class ProjectionConsumer:
 
     async def _apply_alone(self, delivery: Delivery) -> Exception | None:
         """None once applied, or the error it still fails with after every attempt."""
-        error: Exception | None = None
-        for attempt in range(self.attempts):
-            if attempt:
-                await asyncio.sleep(0.25 * 2**attempt)
-            try:
-                await self._until_store_answers(lambda: self.apply([delivery]))
-                return None
-            except Exception as exc:
-                error = exc
-        return error
+        try:
+            await retry.attempts(
+                self.attempts, lambda: self._until_store_answers(lambda: self.apply([delivery]))
+            )
+        except Exception as exc:
+            return exc
+        return None
 
     async def dead_letter(
         self,
@@ -334,7 +325,7 @@ class ProjectionConsumer:
                         extra={"error": repr(exc), "attempt": failures},
                     )
                     await self.report(None, f"retrying: {type(exc).__name__}", repr(exc))
-                    await asyncio.sleep(min(5.0, 0.2 * 2**failures))
+                    await asyncio.sleep(retry.wait_after(failures))
                 finally:
                     await stop_quietly(consumer, producer)
         finally:

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 
 from event_store import locks
 from event_store.feed import StoredRecord, read_after
-from projections import checkpoints
+from projections import checkpoints, retry
 from projections.kafka_feed import ensure_topics, new_producer, stop_quietly, to_message
 from schema import topics
 
@@ -140,6 +140,6 @@ class OutboxRelay:
                     extra={"error": repr(exc), "attempt": failures},
                 )
                 await self._report(f"retrying: {type(exc).__name__}")
-                await asyncio.sleep(min(5.0, 0.2 * 2**failures))
+                await asyncio.sleep(retry.wait_after(failures))
             finally:
                 await stop_quietly(producer)

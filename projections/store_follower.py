@@ -18,7 +18,7 @@ import asyncpg
 
 from event_store import feed
 from event_store.errors import UNAVAILABLE_ERRORS
-from projections import checkpoints, dead_letters
+from projections import checkpoints, dead_letters, retry
 from projections.applier import Applied, Applier, raise_marks
 from projections.projection import Projection
 
@@ -148,7 +148,7 @@ class StoreFollower:
                     "projection batch failed; retrying",
                     extra={"projections": self.applier.names, "error": repr(exc)},
                 )
-                await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+                await asyncio.sleep(retry.wait_after(failures))
                 if failures >= POISON_AFTER_FAILURES and not isinstance(exc, UNAVAILABLE_ERRORS):
                     try:
                         await self.isolate()
