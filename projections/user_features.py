@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import asyncpg
 import orjson
 import redis.asyncio as aioredis
+from cachetools import LRUCache
 
 from event_store import streams
 from projections import user_features_fold as fold
@@ -54,25 +54,45 @@ SELECT $1, * FROM unnest($2::text[], $3::bytea[])
 """
 
 
+# A folded state's memory per byte of its JSON: 4.3 (1,000 movies) to 6.8 (one movie),
+# measured with a deep sys.getsizeof on CPython 3.11. Encoding with orjson takes 1-80 us,
+# walking the objects 50-2,500 us, so the cache weighs states by their JSON.
+MEMORY_PER_JSON_BYTE = 5
+
+
+def state_bytes(state: fold.State) -> int:
+    """An estimate of the memory a cached state holds."""
+    return MEMORY_PER_JSON_BYTE * len(orjson.dumps(state))
+
+
 class StateCache:
     """Recently folded states, so a busy user's state is not parsed again on every batch.
 
     An entry is used only when the table still holds the same stream version, so writes
     by anyone else (a refresh, another process, a rolled-back batch) are never missed.
+    Least recently used states go first once the states' estimated memory would pass
+    `max_bytes`; a state's weight is taken when it is put, which is after every batch
+    that changed it.
     """
 
-    def __init__(self, limit: int = 50_000) -> None:
-        self.limit = limit
-        self._states: OrderedDict[tuple[str, str], fold.State] = OrderedDict()
+    def __init__(self, max_bytes: int = 256 * 2**20) -> None:
+        self.max_bytes = max_bytes
+        self._states: LRUCache[tuple[str, str], fold.State] = LRUCache(
+            max_bytes, getsizeof=state_bytes
+        )
 
     def get(self, table: str, user_id: str) -> fold.State | None:
         return self._states.get((table, user_id))
 
     def put(self, table: str, user_id: str, state: fold.State) -> None:
-        self._states[(table, user_id)] = state
-        self._states.move_to_end((table, user_id))
-        while len(self._states) > self.limit:
-            self._states.popitem(last=False)
+        try:
+            self._states[(table, user_id)] = state
+        except ValueError:  # larger than the whole budget: not worth keeping
+            self._states.pop((table, user_id), None)
+
+    @property
+    def held_bytes(self) -> int:
+        return int(self._states.currsize)
 
 
 LOAD_SQL = """

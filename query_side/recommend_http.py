@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
+import sys
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import asyncpg
 import orjson
+from cachetools import LRUCache
 from pydantic import TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,12 +27,10 @@ from schema import commands, openapi, responses
 from schema.commands import EXCLUDE_PATTERN, MAX_EXCLUDE, Identifier
 from schema.http import JSONResponse, admin_only, error_response
 from schema.openapi import ApiRoute
-from schema.responses import ARTIFACT_PATH_PATTERN
 
 POPULARITY_VERSION = "popularity"
 _MOVIE_ID: TypeAdapter[str] = TypeAdapter(Identifier)
 _EXCLUDE = re.compile(EXCLUDE_PATTERN)
-_ARTIFACT_PATH = re.compile(ARTIFACT_PATH_PATTERN)
 TRENDING_SQL = """
 SELECT movie_id FROM item_stats WHERE trend_key > '-Infinity'::float8
 ORDER BY trend_key DESC, movie_id LIMIT $1
@@ -62,27 +61,51 @@ class Trending:
         return self._movies
 
 
+Ranking = tuple[str, list[tuple[str, float]]]
+# Beside each movie id's string, a ranked movie holds its (movie, score) pair, the score
+# and the list's slot; an entry also holds its (ranking, weight) pair and the cache's
+# bookkeeping (two dict slots and an ordering node): about 300 bytes on CPython 3.11.
+PAIR_BYTES = sys.getsizeof((None, None)) + sys.getsizeof(0.0) + 8
+ENTRY_BYTES = 300
+
+
+def ranking_bytes(key: tuple[Any, ...], ranking: Ranking) -> int:
+    """The memory a cached ranking and its key hold, from sys.getsizeof of their parts
+    (cheap: a ranking has at most 100 movies, and it is weighed once, when put)."""
+    _, ranked = ranking  # the strategy: one of two shared strings
+    size = ENTRY_BYTES + sys.getsizeof(key) + sys.getsizeof(ranking) + sys.getsizeof(ranked)
+    for part in key:
+        size += sys.getsizeof(part)
+        if isinstance(part, frozenset):
+            size += sum(sys.getsizeof(movie) for movie in part)
+    return size + sum(PAIR_BYTES + sys.getsizeof(movie) for movie, _ in ranked)
+
+
 class RankingCache:
     """Rankings by everything they depend on: the user's stream version, the model, the
     query. Any new event or model swap changes the key, so an answer is never stale; a
-    page reload or a second screen is then answered without scoring again."""
+    page reload or a second screen is then answered without scoring again. Least
+    recently used rankings go first once they would hold more than `max_bytes`."""
 
-    def __init__(self, limit: int = 20_000) -> None:
-        self.limit = limit
-        self._rankings: OrderedDict[tuple[Any, ...], tuple[str, list[tuple[str, float]]]] = (
-            OrderedDict()
+    def __init__(self, max_bytes: int = 64 * 2**20) -> None:
+        self.max_bytes = max_bytes
+        # Each value carries its weight, so that the key's share is counted too.
+        self._rankings: LRUCache[tuple[Any, ...], tuple[Ranking, int]] = LRUCache(
+            max_bytes, getsizeof=lambda weighed: weighed[1]
         )
 
-    def get(self, key: tuple[Any, ...]) -> tuple[str, list[tuple[str, float]]] | None:
+    def get(self, key: tuple[Any, ...]) -> Ranking | None:
         found = self._rankings.get(key)
-        if found is not None:
-            self._rankings.move_to_end(key)
-        return found
+        return found[0] if found is not None else None
 
-    def put(self, key: tuple[Any, ...], value: tuple[str, list[tuple[str, float]]]) -> None:
-        self._rankings[key] = value
-        while len(self._rankings) > self.limit:
-            self._rankings.popitem(last=False)
+    def put(self, key: tuple[Any, ...], value: Ranking) -> None:
+        size = ranking_bytes(key, value)
+        if size <= self.max_bytes:
+            self._rankings[key] = (value, size)
+
+    @property
+    def held_bytes(self) -> int:
+        return int(self._rankings.currsize)
 
 
 class Catalog(Protocol):
@@ -273,41 +296,21 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
 
     async def reload(request: Request) -> Response:
         body = await request.body()
-        path_text = None
+        given = responses.ReloadRequest()  # no body: the default artifact
         if body.strip():
             try:
-                given = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                return error_response(400, "malformed_json", 'body must be empty or {"path": ...}')
-            if (
-                not isinstance(given, dict)
-                or not isinstance(given.get("path"), str | None)  # null or absent: the default
-                or set(given) - {"path"}
-            ):
-                return error_response(
-                    422,
-                    "validation_error",
-                    [
-                        {
-                            "loc": ["body", "path"],
-                            "msg": 'expected {"path": "..."} (or null, or no body)',
-                            "type": "value_error",
-                        }
-                    ],
-                )
-            path_text = given.get("path")
-            if path_text is not None and _ARTIFACT_PATH.fullmatch(path_text) is None:
-                return error_response(
-                    422,
-                    "validation_error",
-                    [
-                        {
-                            "loc": ["body", "path"],
-                            "msg": "a model artifact's path ends in .npz, .pkl or .onnx",
-                            "type": "string_pattern_mismatch",
-                        }
-                    ],
-                )
+                given = responses.ReloadRequest.model_validate_json(body)
+            except ValidationError as exc:
+                errors = exc.errors(include_url=False, include_context=False, include_input=False)
+                if any(e["type"] == "json_invalid" for e in errors):
+                    return error_response(
+                        400, "malformed_json", 'body must be empty or {"path": ...}'
+                    )
+                detail = [
+                    {"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in errors
+                ]
+                return error_response(422, "validation_error", detail)
+        path_text = given.path  # null or absent: the default
         path = (
             Path(path_text)
             if path_text

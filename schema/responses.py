@@ -165,7 +165,7 @@ ARTIFACT_PATH_PATTERN = r"^[^\x00]*[^/\x00]\.(npz|pkl|onnx)$"
 
 
 class ReloadRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # as POST /model/reload reads it
+    model_config = ConfigDict(extra="forbid")  # POST /model/reload validates with it
 
     path: str | None = Field(
         default=None,

@@ -295,3 +295,24 @@ async def test_a_running_service_picks_up_a_newer_artifact_by_itself(
         await services.models.load(first)
         await asyncio.sleep(4)
         assert services.models.current.path == first
+
+
+async def test_the_reload_body_is_checked_by_its_model(http: httpx.AsyncClient) -> None:
+    before = (await http.get("/model/info")).json()
+    malformed = await http.post("/model/reload", content=b"{path", headers=ADMIN)
+    assert malformed.status_code == 400 and malformed.json()["error"] == "malformed_json"
+    for body, loc in (
+        ({"path": 7}, ["body", "path"]),
+        ({"path": "x.npz", "force": True}, ["body", "force"]),
+        ({"path": "model.txt"}, ["body", "path"]),  # not an artifact's name
+        (["x.npz"], ["body"]),
+    ):
+        refused = await http.post("/model/reload", json=body, headers=ADMIN)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"] == "validation_error"
+        assert [e["loc"] for e in refused.json()["detail"]] == [loc]
+    assert (await http.get("/model/info")).json()["sha256"] == before["sha256"]
+    for raw in (b"", b"  ", b'{"path": null}', b"{}"):  # the default: none in the data dir
+        default = await http.post("/model/reload", content=raw, headers=ADMIN)
+        assert default.status_code == 404, default.text
+        assert default.json()["detail"].startswith("no model artifact in"), default.text
