@@ -16,7 +16,6 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
-from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -38,18 +37,17 @@ def pyproject() -> dict[str, object]:
 
 
 def locked_for_this_interpreter(*extras: str) -> dict[str, str]:
-    """Name -> version that the lock installs here, markers evaluated for this Python."""
+    """Name -> version that the lock installs here (markers evaluated for this Python)."""
     flags = [flag for extra in extras for flag in ("--extra", extra)]
     exported = uv("export", "--frozen", "--no-hashes", "--no-header", "--no-annotate",
                   "--no-emit-project", *flags)  # fmt: skip
     assert exported.returncode == 0, exported.stderr
-    environment = dict(default_environment())
     pins: dict[str, str] = {}
     for line in exported.stdout.splitlines():
         if not line.strip() or line.startswith("#"):
             continue
         requirement = Requirement(line)
-        if requirement.marker is not None and not requirement.marker.evaluate(environment):
+        if requirement.marker is not None and not requirement.marker.evaluate():
             continue
         (specifier,) = requirement.specifier
         assert specifier.operator == "==", line
@@ -124,6 +122,13 @@ def test_setup_and_the_image_use_the_same_pinned_uv() -> None:
     assert tool["uv"]["required-version"] == f"=={version}"
     reported = uv("--version")
     assert reported.returncode == 0 and reported.stdout.split()[1] == version
+
+
+def test_the_image_holds_every_package_of_the_project() -> None:
+    packages = pyproject()["tool"]["setuptools"]["packages"]  # type: ignore[index]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for top in {package.split(".")[0] for package in packages}:
+        assert f"\nCOPY {top} ./{top}\n" in dockerfile, top
 
 
 def test_the_dockerfile_installs_from_the_lock() -> None:
