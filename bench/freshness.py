@@ -1,6 +1,7 @@
 """bench/freshness: how long from "POST accepted" until GET /features shows the event.
 
-Starts `cinemate serve` (projections in-process, as a user runs it) on a fresh data dir.
+Starts `cinemate serve` (projections in its supervised worker process, as a user runs it) on
+a fresh data dir.
 Probes: each probe POSTs a watch for a new user and polls GET /api/v1/features/{user}
 until the document appears; the time from the POST's answer to the first answer showing
 it is the freshness. Measured twice in one run: idle (the baseline), then under a steady
