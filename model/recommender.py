@@ -18,13 +18,14 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
 
-from model.ease import ease_weights
+from model.ease import ease_from_gram, gram_matrix
 from model.ids import natural_key, natural_ranks
 from model.interactions import (
     Interaction,
@@ -257,6 +258,11 @@ class TrainingData:
     def n_items(self) -> int:
         return len(self.item_ids)
 
+    @cached_property
+    def gram(self) -> np.ndarray:
+        """float32 X'X, shared by the EASE blocks of every l2."""
+        return gram_matrix(self.matrix, np.float32)
+
 
 def training_data(weights: UserItemWeights, params: Params) -> TrainingData:
     """The vocabulary: items with at least min_item_users positive users, at most
@@ -303,12 +309,15 @@ def training_data(weights: UserItemWeights, params: Params) -> TrainingData:
 def _unit(matrix: np.ndarray) -> np.ndarray:
     """Scaled to unit Frobenius norm, so that a block weight means the same thing
     whatever the data size."""
-    norm = float(np.linalg.norm(matrix))
-    return (matrix / norm if norm > 0 else matrix).astype(np.float32)
+    out = np.asarray(matrix, dtype=np.float32)
+    norm = float(np.linalg.norm(out))
+    if norm > 0:
+        out *= np.float32(1.0 / norm)  # in place: the callers' arrays are fresh
+    return out
 
 
 def ease_block(data: TrainingData, l2: float) -> np.ndarray:
-    return _unit(ease_weights(data.matrix, l2, np.float32))
+    return _unit(ease_from_gram(data.gram, l2))
 
 
 def order_block(data: TrainingData, params: Params) -> np.ndarray:
