@@ -57,14 +57,13 @@ def _spd_inverse(matrix: np.ndarray) -> np.ndarray:
 
 
 def _symmetric_from_upper(upper: np.ndarray, block: int = 512) -> np.ndarray:
-    """The symmetric matrix whose upper triangle is `upper`'s. Mirrored block by block:
-    a whole-matrix transpose walks memory with an n-element stride and costs several
-    times the copy itself at n ~ 3,000."""
+    """`upper` made symmetric from its upper triangle, in place (the strict lower part is
+    overwritten). Mirrored block by block: a whole-matrix transpose walks memory with an
+    n-element stride and costs several times the copy itself at n ~ 3,000."""
     n = upper.shape[0]
-    out = np.triu(upper)
     for i in range(0, n, block):
         for j in range(i + block, n, block):
-            out[j : j + block, i : i + block] = upper[i : i + block, j : j + block].T
-        diagonal = out[i : i + block, i : i + block]
-        diagonal += np.triu(diagonal, 1).T
-    return out
+            upper[j : j + block, i : i + block] = upper[i : i + block, j : j + block].T
+        diagonal = upper[i : i + block, i : i + block]
+        diagonal[...] = np.triu(diagonal) + np.triu(diagonal, 1).T
+    return upper
