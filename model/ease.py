@@ -8,6 +8,9 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
+# threadpoolctl comes with scikit-learn (a dependency of its own), as numpy/scipy's BLAS do.
+from threadpoolctl import threadpool_limits
+
 
 def ease_weights(
     interactions: sp.spmatrix | sp.sparray,
@@ -31,11 +34,15 @@ def gram_matrix(
     return np.asarray((x.T @ x).toarray(), dtype=dtype)
 
 
-def ease_from_gram(gram: np.ndarray, l2: float) -> np.ndarray:
-    """EASE weights from X'X (left untouched) for one l2, in the Gram's dtype."""
+def ease_from_gram(gram: np.ndarray, l2: float, threads: int | None = None) -> np.ndarray:
+    """EASE weights from X'X (left untouched) for one l2, in the Gram's dtype.
+
+    `threads` caps the BLAS threads of the inverse (None: the library's default).
+    """
     system = gram.copy()
     system[np.diag_indices_from(system)] += l2
-    weights = _spd_inverse(system)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        weights = _spd_inverse(system)
     weights /= -np.diag(weights).copy()  # in place: one n x n array, not three
     weights[np.diag_indices_from(weights)] = 0.0
     return weights

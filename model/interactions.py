@@ -50,6 +50,15 @@ class Interactions:
     def __len__(self) -> int:
         return len(self.user_ids)
 
+    def subset(self, mask: np.ndarray) -> Interactions:
+        return Interactions(
+            self.user_ids[mask],
+            self.movie_ids[mask],
+            self.kinds[mask],
+            self.values[mask],
+            self.timestamps[mask],
+        )
+
     @classmethod
     def from_records(cls, records: Iterable[Interaction]) -> Interactions:
         rows = list(records)
