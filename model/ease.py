@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
-# threadpoolctl comes with scikit-learn (a dependency of its own), as numpy/scipy's BLAS do.
+# threadpoolctl is not listed in pyproject: scikit-learn requires it and uv.lock pins it.
 from threadpoolctl import threadpool_limits
 
 
