@@ -7,9 +7,11 @@ training budget (ml-latest-small: tuning and the final fit within 5 s on two cor
 
 So it is a deterministic coordinate search over a small space, on one evaluator that
 caches everything expensive:
-- the vocabulary and the validation histories are prepared once;
+- the vocabulary (capped at `Space.max_items`, the busiest items) and the validation
+  histories are prepared once, the Gram matrix too;
 - the EASE block is computed once per l2 (one Cholesky inverse each), the order block
-  once per shape; l2 is searched last-but-one by a line search (x2 / /2 while it helps);
+  once per shape; l2 is searched after the first passes by a line search (x3 or /3
+  while it helps);
 - each block's scores for the validation users are cached per way of reading the history
   (value_power, decay, max_history); a blend weight is then only an addition.
 Every trial scores the validation users exactly as `TrainedModel.recommend` would (the
