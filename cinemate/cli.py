@@ -197,26 +197,27 @@ async def _train(settings: Settings, output: Path | None) -> None:
 
     from cinemate.movielens import read_interactions
     from model.artifacts import save_model
-    from model.holdout import holdout_metrics
-    from model.recommender import train
+    from model.tuning import describe, train_tuned
 
     async with _running(settings, run_projections=False) as services:
         with tqdm(desc="read store", unit="ev", unit_scale=True) as bar:
             interactions, position = await read_interactions(services.pool, bar.update)
     if not interactions:
         raise SystemExit("cinemate: the store holds no interactions to train on")
-    metrics = await asyncio.to_thread(holdout_metrics, interactions)
     started = time.perf_counter()
-    model = await asyncio.to_thread(train, interactions, data_position=position, metrics=metrics)
+    tuned = await asyncio.to_thread(train_tuned, interactions, data_position=position)
     seconds = time.perf_counter() - started
+    model, metrics = tuned.model, tuned.model.metadata["metrics"]
     version = model.metadata["version"]
     target = output or settings.data_dir / "models" / f"{version}.npz"
     target.parent.mkdir(parents=True, exist_ok=True)
     saved = await asyncio.to_thread(save_model, model, target)
     print(
         f"trained {version} on {len(interactions)} interactions (store position {position}) "
-        f"in {seconds:.1f} s: {model.n_items} items -> {saved}"
+        f"in {seconds:.1f} s including tuning ({len(tuned.trials)} trials, "
+        f"{tuned.tune_seconds:.1f} s): {model.n_items} items -> {saved}"
     )
+    print(f"chosen: {describe(tuned.params)}")
     if metrics:
         shown = ", ".join(f"{k}={metrics[k]}" for k in ("ndcg", "recall", "hit_rate", "mrr"))
         print(f"offline, newest 20% per user held out: {shown}")

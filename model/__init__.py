@@ -1,8 +1,10 @@
 """Recommendation model of the service and its offline evaluation.
 
 Pure numpy/scipy/scikit-learn (onnx optional); nothing here knows about databases or
-the web. Serving uses `train`, `TrainedModel`, `save_model` and `load_model`; the
-offline protocol lives in `model.evaluation` (`run_evaluation`, `format_table`).
+the web. What each event means to the recommender is `model.signals`. Serving uses
+`train_tuned` (or `train` with fixed params), `TrainedModel`, `save_model` and
+`load_model`; the offline protocol lives in `model.evaluation` (`run_evaluation`,
+`format_table`).
 """
 
 from model.artifacts import (
@@ -17,11 +19,11 @@ from model.interactions import (
     Interaction,
     Interactions,
     UserItemWeights,
-    WeightConfig,
     implicit_weights,
 )
 from model.params import Params
 from model.recommender import HistoryItem, TrainedModel, histories, train
+from model.tuning import train_tuned
 
 __all__ = [
     "ArtifactError",
@@ -34,10 +36,10 @@ __all__ = [
     "Params",
     "TrainedModel",
     "UserItemWeights",
-    "WeightConfig",
     "histories",
     "implicit_weights",
     "load_model",
     "save_model",
     "train",
+    "train_tuned",
 ]

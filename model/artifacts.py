@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from model.params import Params
-from model.recommender import TrainedModel
+from model.recommender import SUPPORTED_ARTIFACT_VERSIONS, TrainedModel
 
 FORMATS = ("npz", "pkl", "onnx")
 NPZ_LAYOUT = 1
@@ -178,10 +178,13 @@ def _read_pkl(path: Path) -> TrainedModel:
             f"{path}: holds a {type(estimator).__name__}, not a SeqEaseEstimator"
         )
     try:
-        model = estimator.to_model()
+        item_ids = [str(item) for item in estimator.item_ids_.tolist()]
+        matrix = np.asarray(estimator.matrix_, dtype=np.float32)
+        popularity = np.asarray(estimator.popularity_, dtype=np.float32)
+        metadata = json.loads(estimator.metadata_json_)
     except (AttributeError, ValueError, TypeError, json.JSONDecodeError) as exc:
         raise ArtifactFormatError(f"{path}: incomplete .pkl model artifact ({exc})") from exc
-    return model
+    return _build(path, item_ids, matrix, popularity, metadata)
 
 
 def _write_onnx(model: TrainedModel, metadata: dict[str, Any], path: Path) -> None:
@@ -217,6 +220,16 @@ def _build(
 ) -> TrainedModel:
     if not isinstance(metadata, dict):
         raise ArtifactFormatError(f"{path}: metadata is not a JSON object")
+    # Version 1 (one blended block, no value_power) is read by the version 2 rules with
+    # the defaults that describe it; anything newer may mean something this reader
+    # would score differently, so it is refused rather than guessed at.
+    version = metadata.get("artifact_version", 1)
+    if version not in SUPPORTED_ARTIFACT_VERSIONS:
+        supported = ", ".join(str(v) for v in SUPPORTED_ARTIFACT_VERSIONS)
+        raise ArtifactFormatError(
+            f"{path}: artifact_version {version!r} is not one this reader scores "
+            f"(supported: {supported}); retrain with this version or upgrade the reader"
+        )
     try:
         return TrainedModel(
             item_ids, matrix, popularity, Params.from_dict(metadata.get("params", {})), metadata

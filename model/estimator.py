@@ -24,7 +24,8 @@ class SeqEaseEstimator(BaseEstimator):
         return self._set_model(train(X, Params.from_dict(self.params or {})))
 
     def decision_function(self, user_vectors: np.ndarray) -> np.ndarray:
-        """Scores for dense user vectors (n_users x n_items) over `item_ids_`."""
+        """Scores over `item_ids_` for dense user vectors over the matrix rows
+        (n_users x (blocks * n_items): block 0's history weights, then block 1's)."""
         return np.asarray(user_vectors, dtype=np.float64) @ self.matrix_.astype(np.float64)
 
     def to_model(self) -> TrainedModel:

@@ -7,34 +7,58 @@ rank the held-out movies in its top 10 (movies seen in training excluded).
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from model.interactions import Interaction, implicit_weights
+import numpy as np
+
+from model.interactions import Interaction, Interactions, implicit_weights
 from model.metrics import evaluate_rankings
 from model.params import Params
 from model.recommender import histories, train
 
 
+def holdout_split(events: Interactions) -> tuple[np.ndarray, dict[str, set[str]]]:
+    """(mask of the events kept for training, each user's held-out movies).
+
+    Per user, distinct movies ordered by the time of their last event in stream order,
+    then by id; the newest max(1, floor(0.2 n)) are held out with all their events.
+    Users with fewer than two movies keep everything and hold nothing out.
+    """
+    n = len(events)
+    if n == 0:
+        return np.zeros(0, dtype=bool), {}
+    users, user_code = np.unique(events.user_ids, return_inverse=True)
+    movies, movie_code = np.unique(events.movie_ids, return_inverse=True)
+    pair_key = user_code.reshape(-1) * len(movies) + movie_code.reshape(-1)
+    pairs, pair = np.unique(pair_key, return_inverse=True)
+    pair = pair.reshape(-1)
+    last = np.zeros(len(pairs), dtype=np.int64)
+    np.maximum.at(last, pair, np.arange(n))
+    pair_user, pair_movie = pairs // len(movies), pairs % len(movies)
+    # np.unique codes sort ids as Python sorts str, the tie-break of the rule.
+    order = np.lexsort((pair_movie, events.timestamps[last], pair_user))
+    grouped = pair_user[order]
+    starts = np.r_[0, np.flatnonzero(grouped[1:] != grouped[:-1]) + 1]
+    counts = np.diff(np.r_[starts, len(grouped)])
+    position = np.arange(len(order)) - np.repeat(starts, counts)
+    size = np.repeat(counts, counts)
+    test_sorted = (size >= 2) & (position >= size - np.maximum(1, size // 5))
+    is_test = np.zeros(len(pairs), dtype=bool)
+    is_test[order] = test_sorted
+    held_out: dict[str, set[str]] = {}
+    for u, m in zip(pair_user[is_test].tolist(), pair_movie[is_test].tolist(), strict=True):
+        held_out.setdefault(str(users[u]), set()).add(str(movies[m]))
+    return ~is_test[pair], held_out
+
+
 def temporal_split(
     interactions: Sequence[Interaction],
 ) -> tuple[list[Interaction], dict[str, set[str]]]:
-    by_user: dict[str, list[Interaction]] = defaultdict(list)
-    for interaction in interactions:
-        by_user[interaction.user_id].append(interaction)
-    kept: list[Interaction] = []
-    held_out: dict[str, set[str]] = {}
-    for user, rows in by_user.items():
-        movies = sorted({r.movie_id: r.timestamp for r in rows}.items(), key=lambda m: (m[1], m[0]))
-        if len(movies) < 2:
-            kept.extend(rows)
-            continue
-        test = {movie for movie, _ in movies[-max(1, math.floor(0.2 * len(movies))) :]}
-        held_out[user] = test
-        kept.extend(r for r in rows if r.movie_id not in test)
-    return kept, held_out
+    """`holdout_split` for a list of events: (the kept events, the held-out movies)."""
+    rows = list(interactions)
+    kept, held_out = holdout_split(Interactions.from_records(rows))
+    return [r for r, keep in zip(rows, kept.tolist(), strict=True) if keep], held_out
 
 
 def holdout_metrics(

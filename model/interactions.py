@@ -8,23 +8,18 @@ from typing import Literal
 
 import numpy as np
 
+from model import signals
+from model.signals import FEEDBACK_WEIGHTS as FEEDBACK_WEIGHTS  # re-exported for callers
+
 InteractionKind = Literal["watch", "rating", "favorite", "feedback"]
 KINDS: tuple[str, ...] = ("watch", "rating", "favorite", "feedback")
-# The implicit value of each reaction to a recommendation, as a "feedback" interaction.
-FEEDBACK_WEIGHTS: dict[str, float] = {
-    "like": 1.0,
-    "watch": 0.8,
-    "click": 0.5,
-    "dismiss": -0.5,
-    "dislike": -1.0,
-}
 
 
 @dataclass(frozen=True, slots=True)
 class Interaction:
     """One event. `value` is the watch progress (0..1), the rating (0.5..5), +1/-1 for a
-    favorite add/remove, or the feedback weight (positive for like/click, negative for
-    dislike/dismiss)."""
+    favorite add/remove, or the feedback weight of the action
+    (`signals.FEEDBACK_WEIGHTS`: positive for like/click, negative for dislike/dismiss)."""
 
     user_id: str
     movie_id: str
@@ -54,6 +49,15 @@ class Interactions:
 
     def __len__(self) -> int:
         return len(self.user_ids)
+
+    def subset(self, mask: np.ndarray) -> Interactions:
+        return Interactions(
+            self.user_ids[mask],
+            self.movie_ids[mask],
+            self.kinds[mask],
+            self.values[mask],
+            self.timestamps[mask],
+        )
 
     @classmethod
     def from_records(cls, records: Iterable[Interaction]) -> Interactions:
@@ -85,22 +89,6 @@ def as_interactions(data: Interactions | Iterable[Interaction]) -> Interactions:
 
 
 @dataclass(frozen=True)
-class WeightConfig:
-    """How each kind of signal maps to an implicit weight.
-
-    A rating of 5 and a favorite are the strongest positives (1.0). A full watch counts a
-    little less than a top rating because finishing a film is weaker evidence of liking
-    it. Feedback is added on top, so a dislike can turn a watched film negative.
-    """
-
-    rating_scale: float = 5.0
-    watch_weight: float = 0.8
-    favorite_weight: float = 1.0
-    min_weight: float = -1.0
-    max_weight: float = 1.5
-
-
-@dataclass(frozen=True)
 class UserItemWeights:
     """One row per (user, movie): the implicit weight and the latest event time."""
 
@@ -114,7 +102,8 @@ class UserItemWeights:
 
 
 def _last_per_pair(pair: np.ndarray, values: np.ndarray, n_pairs: int) -> np.ndarray:
-    """Value of the last row per pair (rows already in time order); NaN where none."""
+    """Value of the last row per pair (rows already grouped by pair, in stream order);
+    NaN where none."""
     out = np.full(n_pairs, np.nan)
     if len(pair):
         is_last = np.r_[pair[1:] != pair[:-1], True]
@@ -122,17 +111,16 @@ def _last_per_pair(pair: np.ndarray, values: np.ndarray, n_pairs: int) -> np.nda
     return out
 
 
-def implicit_weights(
-    data: Interactions | Iterable[Interaction], config: WeightConfig | None = None
-) -> UserItemWeights:
-    """Reduce events to one weight per (user, movie).
+def implicit_weights(data: Interactions | Iterable[Interaction]) -> UserItemWeights:
+    """Reduce events to one weight per (user, movie), by the rules of `model.signals`
+    (`signals.movie_weight` is the same reduction for one movie).
 
-    Rules: the latest rating counts (re-rating replaces), the best watch progress counts,
-    the latest favorite action decides the favorite state; the strongest of these
-    positives is the base weight, and feedback weights are summed on top. Pairs whose
-    weight ends at exactly zero (e.g. a favorite added then removed) are dropped.
+    Events must come in stream order (the order the service accepted them; the store's
+    position order): "latest" rating, favorite action and feedback mean latest in that
+    order, as in the projection that serving reads. The timestamp kept per pair is the
+    newest event time, which only sets the recency order. Pairs whose weight ends at
+    exactly zero (e.g. a favorite added then removed) are dropped.
     """
-    cfg = config or WeightConfig()
     events = as_interactions(data)
     if len(events) == 0:
         empty = np.empty(0)
@@ -144,25 +132,24 @@ def implicit_weights(
     )
     pair = pair.reshape(-1)
     n_pairs = len(pairs)
-    # Stable sort keeps input order for equal timestamps, so "latest" is well defined.
-    order = np.lexsort((events.timestamps, pair))
+    # A stable sort groups rows by pair and keeps stream order inside each group.
+    order = np.argsort(pair, kind="stable")
     pair_sorted, kinds, values = pair[order], events.kinds[order], events.values[order]
 
     def last_of(kind: str) -> np.ndarray:
         mask = kinds == kind
         return _last_per_pair(pair_sorted[mask], values[mask], n_pairs)
 
-    rating = last_of("rating") / cfg.rating_scale
-    favorite = np.where(last_of("favorite") > 0, cfg.favorite_weight, np.nan)
+    rating = last_of("rating") / signals.RATING_SCALE
+    favorite = np.where(last_of("favorite") > 0, signals.FAVORITE_WEIGHT, np.nan)
     watch = np.full(n_pairs, np.nan)
     is_watch = events.kinds == "watch"
     np.fmax.at(watch, pair[is_watch], np.clip(events.values[is_watch], 0.0, 1.0))
-    watch *= cfg.watch_weight
+    watch *= signals.WATCH_WEIGHT
     base = np.fmax(np.fmax(rating, favorite), watch)
     base = np.where(np.isnan(base), 0.0, base)
-    is_feedback = events.kinds == "feedback"
-    feedback = np.bincount(pair[is_feedback], weights=events.values[is_feedback], minlength=n_pairs)
-    weight = np.clip(base + feedback, cfg.min_weight, cfg.max_weight)
+    feedback = np.nan_to_num(last_of("feedback"), nan=0.0)
+    weight = np.clip(base + feedback, signals.MIN_WEIGHT, signals.MAX_WEIGHT)
     latest = np.full(n_pairs, -np.inf)
     np.maximum.at(latest, pair, events.timestamps)
     keep = weight != 0.0

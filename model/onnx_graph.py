@@ -1,8 +1,9 @@
 """The scoring step as an ONNX graph, run by onnxruntime.
 
-Inputs are the history rows (int64 [h]) and their weights (float64 [1, h]); the graph
-gathers the rows of the float32 item matrix, sums them in float64 and rounds once to
-float32, the same arithmetic as `MatrixScorer`, so rankings agree across formats.
+Inputs are the history rows (int64 [h], over every block) and their weights (float64
+[1, h]); the graph gathers the rows of the float32 item matrix, sums them in float64 and
+rounds once to float32, the same arithmetic as `MatrixScorer`, so rankings agree across
+formats.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def build_graph(
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    n = matrix.shape[0]
+    n = matrix.shape[1]  # scores over items; the rows may be several blocks
     nodes = [
         helper.make_node("Gather", [MATRIX, ROWS], ["history_rows"], axis=0),
         helper.make_node("Cast", ["history_rows"], ["history_rows64"], to=TensorProto.DOUBLE),

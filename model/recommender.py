@@ -1,9 +1,13 @@
 """The service's recommender: training, per-user scoring, top-k and similar items.
 
-Algorithm ("seqease"): an EASE item-item matrix over the items with enough users, blended
-with a normalised next-item transition matrix; a user is scored from their current
-history, each item weighted by its implicit weight and by an exponential decay in its
-recency rank. Everything the serving side needs is in `TrainedModel`.
+Algorithm ("seqease"): an EASE item-item matrix over the items with enough users and a
+normalised item-to-item order matrix (what is watched close after what), kept as one or
+two row blocks of one matrix. A user is scored from their current history: each movie's
+signal weight, raised to `value_power`, times an exponential decay in its recency rank,
+with its own decay per block, so the order block can read only the newest movies while
+EASE reads the whole history. Scoring is a weighted sum of matrix rows, the same
+arithmetic in every artifact format. Everything the serving side needs is in
+`TrainedModel`.
 """
 
 from __future__ import annotations
@@ -15,18 +19,18 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
 
-from model.ease import ease_weights
+from model.ease import ease_from_gram, gram_matrix
 from model.ids import natural_key, natural_ranks
 from model.interactions import (
     Interaction,
     Interactions,
     UserItemWeights,
-    WeightConfig,
     implicit_weights,
 )
 from model.params import Params
@@ -34,7 +38,11 @@ from model.ranking import top_k
 from model.sequential import transition_matrix
 
 ALGORITHM = "seqease"
-ARTIFACT_VERSION = 1
+# 1: one n x n matrix read with (signal weight, recency_tau). 2: one or two stacked n x n
+# blocks (EASE, order), each read with its own decay, and value_power.
+ARTIFACT_VERSION = 2
+SUPPORTED_ARTIFACT_VERSIONS = (1, 2)
+MAX_BLOCKS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +54,49 @@ class HistoryItem:
     movie_id: str
     weight: float = 1.0
     timestamp: float = 0.0
+
+
+def newest_first(history: Iterable[HistoryItem], limit: int = 0) -> list[HistoryItem]:
+    """One item per movie (its latest entry), newest first, at most `limit` (0 = all).
+
+    Ties in time go to the higher natural movie id first. Training, tuning and serving
+    all rank a history through this function, so the recency ranks agree everywhere.
+    """
+    latest: dict[str, HistoryItem] = {}
+    for item in history:
+        seen = latest.get(item.movie_id)
+        if seen is None or item.timestamp >= seen.timestamp:
+            latest[item.movie_id] = item
+    key = lambda h: (h.timestamp, natural_key(h.movie_id))  # noqa: E731
+    if limit > 0:
+        return heapq.nlargest(limit, latest.values(), key=key)
+    return sorted(latest.values(), key=key, reverse=True)
+
+
+def recency_ranks(
+    user_ids: np.ndarray, movie_ids: np.ndarray, timestamps: np.ndarray
+) -> np.ndarray:
+    """Per row, its rank in its user's `newest_first` order (0 = newest), for rows with
+    one row per (user, movie), as `implicit_weights` gives them. The vectorised twin of
+    `newest_first`, for scoring many users at once."""
+    if len(user_ids) == 0:
+        return np.zeros(0, dtype=np.int64)
+    _, user_code = np.unique(user_ids, return_inverse=True)
+    user_code = user_code.reshape(-1)
+    order = np.lexsort((-natural_ranks(movie_ids), -np.asarray(timestamps), user_code))
+    grouped = user_code[order]
+    starts = np.r_[0, np.flatnonzero(grouped[1:] != grouped[:-1]) + 1]
+    lengths = np.diff(np.r_[starts, len(grouped)])
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = np.arange(len(order)) - np.repeat(starts, lengths)
+    return ranks
+
+
+def read_weight(weight: float, power: float, rank: int, tau: float) -> float:
+    """How much one history movie at recency `rank` counts in a block read with
+    (power, tau): sign(w) |w|^power, decayed by exp(-rank / tau) unless tau is 0."""
+    value = math.copysign(abs(weight) ** power, weight)
+    return value * math.exp(-rank / tau) if tau > 0 else value
 
 
 class Scorer(Protocol):
@@ -70,7 +121,11 @@ class MatrixScorer:
 
 
 class TrainedModel:
-    """A trained item-item model. Cheap to score: O(max_history x n_items) per user."""
+    """A trained item-item model. Cheap to score: O(blocks x history x n_items) per user.
+
+    `matrix` is (blocks * n_items) x n_items: block 0 is read with the EASE history
+    weights, block 1 (when present) with the order block's (`Params.history_weight`).
+    """
 
     def __init__(
         self,
@@ -82,7 +137,15 @@ class TrainedModel:
         scorer: Scorer | None = None,
     ) -> None:
         n = len(item_ids)
-        if matrix.shape != (n, n) or popularity.shape != (n,):
+        rows = matrix.shape[0] if matrix.ndim == 2 else -1
+        blocks = rows // n if n else 1
+        if (
+            matrix.ndim != 2
+            or matrix.shape[1] != n
+            or rows != blocks * n
+            or not 1 <= blocks <= MAX_BLOCKS
+            or popularity.shape != (n,)
+        ):
             raise ValueError(
                 f"inconsistent model arrays: {n} items, matrix {matrix.shape}, "
                 f"popularity {popularity.shape}"
@@ -92,6 +155,7 @@ class TrainedModel:
         self.popularity = np.asarray(popularity, dtype=np.float32)
         self.params = params
         self.metadata = metadata
+        self.blocks = blocks
         self.scorer: Scorer = scorer or MatrixScorer(self.matrix)
         self._index = {item: i for i, item in enumerate(self.item_ids)}
 
@@ -108,28 +172,25 @@ class TrainedModel:
         )
 
     def user_vector(self, history: Iterable[HistoryItem]) -> tuple[np.ndarray, np.ndarray]:
-        """(row indices, weights) of the known history items.
+        """(matrix row indices, weights) of the known history items, block by block.
 
         Unknown movies still take a recency rank: they are real, newer interactions, and
         skipping them would make older known items look more recent than they are.
         """
-        latest: dict[str, HistoryItem] = {}
-        for item in history:
-            seen = latest.get(item.movie_id)
-            if seen is None or item.timestamp >= seen.timestamp:
-                latest[item.movie_id] = item
-        newest_first = heapq.nlargest(
-            self.params.max_history,
-            latest.values(),
-            key=lambda h: (h.timestamp, natural_key(h.movie_id)),
-        )
+        newest = newest_first(history, self.params.max_history)
+        known = [
+            (rank, index, item.weight)
+            for rank, item in enumerate(newest)
+            if (index := self._index.get(item.movie_id)) is not None and item.weight != 0.0
+        ]
         rows: list[int] = []
         weights: list[float] = []
-        for rank, item in enumerate(newest_first):
-            index = self._index.get(item.movie_id)
-            if index is not None and item.weight != 0.0:
-                rows.append(index)
-                weights.append(item.weight * math.exp(-rank / self.params.recency_tau))
+        for block in range(self.blocks):
+            power, tau = self.params.history_weight(block)
+            offset = block * self.n_items
+            for rank, index, weight in known:
+                rows.append(offset + index)
+                weights.append(read_weight(weight, power, rank, tau))
         return np.asarray(rows, dtype=np.int64), np.asarray(weights, dtype=np.float64)
 
     def score(self, history: Iterable[HistoryItem]) -> np.ndarray:
@@ -168,11 +229,12 @@ class TrainedModel:
         return self._top(self.popularity.astype(np.float64), k, exclude, allowed)
 
     def similar(self, movie_id: str, k: int = 10) -> list[tuple[str, float]]:
-        """Items whose score rises most when `movie_id` is in a history; [] if unknown."""
+        """Items whose score rises most when `movie_id` is the newest history item (the
+        sum of its rows over the blocks); [] if unknown."""
         index = self._index.get(movie_id)
         if index is None:
             return []
-        row = self.matrix[index].astype(np.float64)
+        row = self.matrix[index :: self.n_items].astype(np.float64).sum(axis=0)
         row[index] = -np.inf
         return [(self.item_ids[i], float(row[i])) for i in top_k(row, k)]
 
@@ -198,26 +260,40 @@ class TrainedModel:
 
 
 @dataclass(frozen=True)
-class ModelParts:
-    """The expensive, blend-independent pieces of a model (reused when tuning)."""
+class TrainingData:
+    """The item vocabulary and the positive (user, movie) pairs over it, in the two forms
+    the blocks are fit from: a binary users x items matrix (EASE) and the pairs in each
+    user's time order (the order block). Fit once, reused by every tuning trial."""
 
     item_ids: list[str]
     popularity: np.ndarray
-    ease: np.ndarray
-    transitions: np.ndarray
+    matrix: sp.csr_matrix
+    ordered_users: np.ndarray
+    ordered_items: np.ndarray
     n_users: int
     n_interactions: int
 
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
 
-def fit_parts(weights: UserItemWeights, params: Params) -> ModelParts:
-    """Fit EASE and the transition matrix on the positive (user, movie) pairs."""
+    @cached_property
+    def gram(self) -> np.ndarray:
+        """float32 X'X, shared by the EASE blocks of every l2."""
+        return gram_matrix(self.matrix, np.float32)
+
+
+def training_data(weights: UserItemWeights, params: Params) -> TrainingData:
+    """The vocabulary: items with at least min_item_users positive users, at most
+    max_items of the busiest, in natural id order (so index order is the protocol's
+    "lower movieId" tie-break)."""
     positive = weights.weights > 0
     users = weights.user_ids[positive]
     movies = weights.movie_ids[positive]
     stamps = weights.timestamps[positive]
     if len(movies) == 0:
-        empty = np.zeros((0, 0))
-        return ModelParts([], np.zeros(0), empty, empty, 0, 0)
+        empty = np.zeros(0, dtype=np.int64)
+        return TrainingData([], np.zeros(0), sp.csr_matrix((0, 0)), empty, empty, 0, 0)
     movie_rank = natural_ranks(movies)
     names = np.empty(int(movie_rank.max()) + 1, dtype=movies.dtype)
     names[movie_rank] = movies
@@ -238,46 +314,83 @@ def fit_parts(weights: UserItemWeights, params: Params) -> ModelParts:
         shape=(n_users, len(eligible)),
     )
     order = np.lexsort((movie_rank[kept], stamps[kept], user_code[kept]))
-    transitions = transition_matrix(
-        user_code[kept][order],
-        item_code[kept][order],
-        len(eligible),
-        window=params.sequence_window,
-        decay=params.sequence_decay,
-        backward=params.sequence_backward,
-    )
-    return ModelParts(
+    return TrainingData(
         item_ids=[str(name) for name in names[eligible]],
         popularity=counts[eligible].astype(np.float64),
-        ease=ease_weights(matrix, params.l2, np.float32),
-        transitions=transitions,
+        matrix=matrix,
+        ordered_users=user_code[kept][order],
+        ordered_items=item_code[kept][order],
         n_users=n_users,
         n_interactions=len(movies),
     )
 
 
-def blend(parts: ModelParts, sequence_weight: float) -> np.ndarray:
-    """EASE plus the transitions, each scaled to unit Frobenius norm first so that
-    `sequence_weight` means the same thing whatever the data size."""
-    ease_norm = float(np.linalg.norm(parts.ease))
-    combined = parts.ease / ease_norm if ease_norm > 0 else parts.ease.copy()
-    seq_norm = float(np.linalg.norm(parts.transitions))
-    if sequence_weight and seq_norm > 0:
-        combined = combined + (sequence_weight / seq_norm) * parts.transitions
-    return combined.astype(np.float32)
+def _unit(matrix: np.ndarray) -> np.ndarray:
+    """Scaled to unit Frobenius norm, so that a block weight means the same thing
+    whatever the data size."""
+    out = np.asarray(matrix, dtype=np.float32)
+    norm = float(np.linalg.norm(out))
+    if norm > 0:
+        out *= np.float32(1.0 / norm)  # in place: the callers' arrays are fresh
+    return out
+
+
+# The service's inverses run on one BLAS thread. Measured on the 2-core box, n = 3,650:
+# 0.45 s on one thread whether or not the cores are busy; 0.3 s on two threads when they
+# are idle, 1.3-13 s when other processes (serving, a projection worker) want them too,
+# because OpenBLAS threads wait on each other. Training beside serving is the normal case.
+TRAIN_BLAS_THREADS = 1
+
+
+def ease_block(data: TrainingData, l2: float) -> np.ndarray:
+    return _unit(ease_from_gram(data.gram, l2, threads=TRAIN_BLAS_THREADS))
+
+
+def order_block(data: TrainingData, params: Params) -> np.ndarray:
+    return _unit(
+        transition_matrix(
+            data.ordered_users,
+            data.ordered_items,
+            data.n_items,
+            window=params.sequence_window,
+            decay=params.sequence_decay,
+            backward=params.sequence_backward,
+        )
+    )
+
+
+def stack(ease: np.ndarray, order: np.ndarray | None, params: Params) -> np.ndarray:
+    """The model matrix: EASE alone when there is no order term, one blended block when
+    both read the history alike, else the two blocks stacked (twice the size)."""
+    weight = np.float32(params.sequence_weight)
+    if order is None or weight == 0.0 or not np.any(order):
+        return ease
+    if params.sequence_tau == params.recency_tau:
+        blended = ease.copy()
+        blended += weight * order
+        return blended
+    n = ease.shape[0]
+    stacked = np.empty((2 * n, n), dtype=np.float32)
+    stacked[:n] = ease
+    np.multiply(order, weight, out=stacked[n:])
+    return stacked
+
+
+def needs_order(params: Params) -> bool:
+    return params.sequence_weight != 0.0
 
 
 def assemble(
-    parts: ModelParts,
+    data: TrainingData,
+    matrix: np.ndarray,
     params: Params,
     *,
     data_position: int | None = None,
     metrics: dict[str, Any] | None = None,
     train_seconds: float | None = None,
 ) -> TrainedModel:
-    matrix = blend(parts, params.sequence_weight)
     now = datetime.now(UTC)
-    digest = hashlib.sha256(matrix.tobytes()).hexdigest()[:8]
+    digest = hashlib.sha256(np.ascontiguousarray(matrix).data).hexdigest()[:8]
     metadata: dict[str, Any] = {
         "version": f"{ALGORITHM}-{now.strftime('%Y%m%dT%H%M%SZ')}-{digest}",
         "algorithm": ALGORITHM,
@@ -286,13 +399,13 @@ def assemble(
         "params": params.to_dict(),
         "data_position": data_position,
         "metrics": dict(metrics or {}),
-        "n_items": len(parts.item_ids),
-        "n_users": parts.n_users,
-        "n_interactions": parts.n_interactions,
+        "n_items": data.n_items,
+        "n_users": data.n_users,
+        "n_interactions": data.n_interactions,
         "train_seconds": train_seconds,
         "format": "memory",
     }
-    return TrainedModel(parts.item_ids, matrix, parts.popularity, params, metadata)
+    return TrainedModel(data.item_ids, matrix, data.popularity, params, metadata)
 
 
 def train_from_weights(
@@ -304,8 +417,10 @@ def train_from_weights(
 ) -> TrainedModel:
     params = params or Params()
     started = time.perf_counter()
-    parts = fit_parts(weights, params)
-    model = assemble(parts, params, data_position=data_position, metrics=metrics)
+    data = training_data(weights, params)
+    order = order_block(data, params) if needs_order(params) else None
+    matrix = stack(ease_block(data, params.l2), order, params)
+    model = assemble(data, matrix, params, data_position=data_position, metrics=metrics)
     model.metadata["train_seconds"] = round(time.perf_counter() - started, 3)
     return model
 
@@ -314,13 +429,13 @@ def train(
     interactions: Interactions | Iterable[Interaction],
     params: Params | None = None,
     *,
-    weight_config: WeightConfig | None = None,
     data_position: int | None = None,
     metrics: dict[str, Any] | None = None,
 ) -> TrainedModel:
-    """Fit the service's model on raw interaction events."""
+    """Fit the service's model on raw interaction events (in stream order) with fixed
+    params; `model.tuning.train_tuned` chooses the params first."""
     started = time.perf_counter()
-    weights = implicit_weights(interactions, weight_config)
+    weights = implicit_weights(interactions)
     model = train_from_weights(weights, params, data_position=data_position, metrics=metrics)
     model.metadata["train_seconds"] = round(time.perf_counter() - started, 3)
     return model

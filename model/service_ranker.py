@@ -11,13 +11,21 @@ from collections.abc import Sequence
 from model.interactions import Interactions, implicit_weights
 from model.movielens import Ratings
 from model.params import Params
+from model.protocol import ProtocolSplit
 from model.recommender import HistoryItem, TrainedModel, histories, train
+from model.tuning import Validation
 
 
 def ratings_to_interactions(ratings: Ratings) -> Interactions:
     return Interactions.from_ratings(
         ratings.users, ratings.items, ratings.ratings, ratings.timestamps
     )
+
+
+def validation_of(split: ProtocolSplit) -> Validation:
+    """A protocol split as the tuner reads it: string ids, as the service has them."""
+    truth = {str(user): {str(m) for m in movies} for user, movies in split.truth.items()}
+    return Validation(implicit_weights(ratings_to_interactions(split.train)), truth)
 
 
 def user_histories(ratings: Ratings) -> dict[str, list[HistoryItem]]:

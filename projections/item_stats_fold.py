@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from model import signals
 from schema import events
 
 HALF_LIFE_DAYS = 7.0
@@ -20,19 +21,19 @@ Stats = dict[str, Any]
 
 
 def signal_weight(event: events.InteractionEvent) -> float:
-    """How much an event says "people want this movie now"."""
+    """How much an event says "people want this movie now": the event's own weight as
+    the model means it (`model.signals.event_weight`), so trending and the model agree
+    on what a like or a half-watched film is worth."""
     if isinstance(event, events.Watched):
-        return 0.5 + event.progress
+        return signals.event_weight("watch", event.progress)
     if isinstance(event, events.Rated):
-        return event.rating / 5.0
+        return signals.event_weight("rating", event.rating)
     if isinstance(event, events.Favorited):
-        return 2.0 if event.action == "add" else -2.0
+        return signals.event_weight("favorite", event.action == "add")
     if isinstance(event, events.FeedbackGiven):
-        return {"click": 0.5, "watch": 1.0, "like": 1.5, "dislike": -1.0, "dismiss": -0.5}[
-            event.action
-        ]
+        return signals.event_weight("feedback", event.action)
     if isinstance(event, events.Searched) and event.clicked_movie_id:
-        return 0.5
+        return signals.event_weight("search_click", True)
     return 0.0
 
 

@@ -4,6 +4,13 @@ The state keeps the running sums the document needs (progress sum, rating sum, g
 weights, per-movie history); the document is what clients read. Events at or below the
 state's stream version are ignored, which makes redelivery and overlapping refreshes
 harmless.
+
+`items` holds, per movie, exactly the reduced signals the model reads (`model.signals`:
+latest rating, best progress, latest favorite state, latest feedback action, and `at`,
+the newest time of those events), so serving rebuilds a history equal to training's.
+A genre's weight is the sum of `signals.movie_weight` over the user's movies in that
+genre (kept up to date by adding each event's change to its movie's weight), plus
+`signals.SEARCH_CLICK_WEIGHT` per search result clicked.
 """
 
 from __future__ import annotations
@@ -12,13 +19,16 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from model import signals
 from schema import events
 
 RECENT_MOVIES = 50
 RECENT_SEARCHES = 10
 TOP_GENRES = 5
-COMPLETED = 0.9
+COMPLETED = signals.COMPLETED
 EVENT_TYPES = ("watch", "search", "rating", "favorite", "feedback")
+# The events that say something about one movie, all of which the model reads.
+MOVIE_SIGNALS = (events.Watched, events.Rated, events.Favorited, events.FeedbackGiven)
 
 State = dict[str, Any]
 GenresOf = Callable[[str], Sequence[str]]
@@ -54,7 +64,22 @@ def _add_genres(state: State, genres_of: GenresOf, movie_id: str, weight: float)
         return
     weights = state["genre_weights"]
     for genre in genres_of(movie_id):
-        weights[genre] = weights.get(genre, 0.0) + weight
+        total = weights.get(genre, 0.0) + weight
+        # A movie's weight leaving again (a favorite removed) must leave no float dust
+        # that would still count as a positive interest.
+        if abs(total) < 1e-9:
+            weights.pop(genre, None)
+        else:
+            weights[genre] = total
+
+
+def _movie_weight(item: dict[str, Any]) -> float:
+    return signals.movie_weight(
+        rating=item.get("rating"),
+        progress=item.get("progress"),
+        favorite=item.get("favorite"),
+        feedback=item.get("feedback"),
+    )
 
 
 def _item(state: State, movie_id: str) -> dict[str, Any]:
@@ -80,38 +105,38 @@ def apply(
     if state["last_event_at"] is None or at > state["last_event_at"]:
         state["last_event_at"] = at
     movie_id: str | None = None
-    if isinstance(event, events.Watched):
-        movie_id = event.movie_id
-        state["watch_seconds"] += event.watched_seconds or 0
-        state["progress_sum"] += event.progress
-        if event.progress >= COMPLETED:
-            state["completed"] += 1
-        item = _item(state, movie_id)
-        item["progress"] = max(item.get("progress", 0.0), event.progress)
-        _add_genres(state, genres_of, movie_id, event.progress)
-    elif isinstance(event, events.Rated):
-        movie_id = event.movie_id
-        state["rating_sum"] += event.rating
-        _item(state, movie_id)["rating"] = event.rating
-        _add_genres(state, genres_of, movie_id, event.rating / 5.0)
-    elif isinstance(event, events.Favorited):
-        movie_id = event.movie_id
-        added = event.action == "add"
-        favorites = [m for m in state["favorites"] if m != movie_id]
-        state["favorites"] = [movie_id, *favorites] if added else favorites
-        _item(state, movie_id)["favorite"] = added
-        _add_genres(state, genres_of, movie_id, 1.0 if added else -1.0)
-    elif isinstance(event, events.Searched):
+    if isinstance(event, events.Searched):
         state["recent_searches"] = _to_front(state["recent_searches"], event.query, RECENT_SEARCHES)
         if event.clicked_movie_id:
             movie_id = event.clicked_movie_id
-            _add_genres(state, genres_of, movie_id, 0.5)
-    elif isinstance(event, events.FeedbackGiven):
+            _add_genres(state, genres_of, movie_id, signals.SEARCH_CLICK_WEIGHT)
+    elif isinstance(event, MOVIE_SIGNALS):
         movie_id = event.movie_id
-        _item(state, movie_id)["feedback"] = event.action
+        item = _item(state, movie_id)
+        before = _movie_weight(item)
+        if isinstance(event, events.Watched):
+            state["watch_seconds"] += event.watched_seconds or 0
+            state["progress_sum"] += event.progress
+            if signals.is_completed(event.progress):
+                state["completed"] += 1
+            item["progress"] = max(item.get("progress", 0.0), event.progress)
+        elif isinstance(event, events.Rated):
+            state["rating_sum"] += event.rating
+            item["rating"] = event.rating
+        elif isinstance(event, events.Favorited):
+            added = event.action == "add"
+            favorites = [m for m in state["favorites"] if m != movie_id]
+            state["favorites"] = [movie_id, *favorites] if added else favorites
+            item["favorite"] = added
+        elif isinstance(event, events.FeedbackGiven):
+            item["feedback"] = event.action
+        # The newest signal time, as training keeps it (events may arrive out of time
+        # order; ISO strings with and without fractions do not compare as times).
+        if "at" not in item or datetime.fromisoformat(item["at"]) < event.timestamp:
+            item["at"] = at
+        _add_genres(state, genres_of, movie_id, _movie_weight(item) - before)
     if movie_id is not None:
         state["recent_movies"] = _to_front(state["recent_movies"], movie_id, RECENT_MOVIES)
-        _item(state, movie_id)["at"] = at
     state["stream_version"] = event.originator_version
     state["position"] = position
     return state

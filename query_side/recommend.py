@@ -9,10 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from model.interactions import FEEDBACK_WEIGHTS, Interaction, implicit_weights
-from model.recommender import HistoryItem, TrainedModel, histories
-
-COMPLETED = 0.9
+from model import signals
+from model.recommender import HistoryItem, TrainedModel, newest_first
 
 
 @dataclass(frozen=True)
@@ -21,33 +19,28 @@ class Pick:
     items: list[tuple[str, float]]
 
 
-def history_of(state: Mapping[str, Any] | None, newest: int = 64) -> list[HistoryItem]:
-    """The user's newest `newest` movies as the model reads them, weighted by the model's
-    own rules (the model looks at its max_history newest items, 50 by default)."""
+def history_of(state: Mapping[str, Any] | None, newest: int = 0) -> list[HistoryItem]:
+    """The user's movies as the model reads them, oldest first: each movie's weight from
+    its reduced signals (`signals.movie_weight`, the rules training applies to the same
+    events) and the time of its latest signal. Movies whose weight is zero are left out,
+    as in training. `newest` > 0 keeps only that many of the newest, ranked as the model
+    ranks them; the model itself reads only its own max_history newest, so passing
+    nothing is always exact."""
     if not state:
         return []
-    user = state["user_id"]
-    records: list[Interaction] = []
-    items = state.get("items", {})
-    recent = heapq.nlargest(newest, items.items(), key=lambda kv: (kv[1].get("at") or "", kv[0]))
-    for movie, item in recent:
+    history: list[HistoryItem] = []
+    for movie, item in state.get("items", {}).items():
+        weight = signals.movie_weight(
+            rating=item.get("rating"),
+            progress=item.get("progress"),
+            favorite=item.get("favorite"),
+            feedback=item.get("feedback"),
+        )
+        if weight == 0.0:
+            continue
         at = datetime.fromisoformat(item["at"]).timestamp() if item.get("at") else 0.0
-        if "rating" in item:
-            records.append(Interaction(user, movie, "rating", item["rating"], at))
-        if "progress" in item:
-            records.append(Interaction(user, movie, "watch", item["progress"], at))
-        if "favorite" in item:
-            records.append(
-                Interaction(user, movie, "favorite", 1.0 if item["favorite"] else -1.0, at)
-            )
-        if "feedback" in item:
-            records.append(
-                Interaction(user, movie, "feedback", FEEDBACK_WEIGHTS[item["feedback"]], at)
-            )
-    if not records:
-        return []
-    history = histories(implicit_weights(records)).get(user, [])
-    return sorted(history, key=lambda h: h.timestamp)
+        history.append(HistoryItem(movie, weight, at))
+    return newest_first(history, newest)[::-1]
 
 
 def seen_movies(state: Mapping[str, Any] | None) -> set[str]:
@@ -57,7 +50,9 @@ def seen_movies(state: Mapping[str, Any] | None) -> set[str]:
     return {
         movie
         for movie, item in state.get("items", {}).items()
-        if "rating" in item or item.get("favorite") or item.get("progress", 0.0) >= COMPLETED
+        if "rating" in item
+        or item.get("favorite")
+        or signals.is_completed(item.get("progress", 0.0))
     }
 
 

@@ -337,7 +337,9 @@ async def test_next_after_is_null_on_the_page_holding_the_last_event(
 
 async def test_a_repeated_query_parameter_is_refused(client: httpx.AsyncClient) -> None:
     """No parameter of the API is a list: `after=1&after=` is a 422, not the last one."""
-    await client.post("/api/v1/events/watch", json={"user_id": "rep", "movie_id": "m", "progress": 1})
+    await client.post(
+        "/api/v1/events/watch", json={"user_id": "rep", "movie_id": "m", "progress": 1}
+    )
     answer = await client.get("/api/v1/users/rep/events?after=1&after=")
     assert answer.status_code == 422
     assert answer.json()["detail"][0]["loc"] == ["query", "after"]

@@ -19,9 +19,7 @@ def test_every_route_is_documented_and_nothing_else(services: Services) -> None:
         if isinstance(route, Route) and route.path not in UNDOCUMENTED
         for method in (route.methods or set()) - {"HEAD"}
     }
-    documented = {
-        (method, path) for path, ops in api_document()["paths"].items() for method in ops
-    }
+    documented = {(method, path) for path, ops in api_document()["paths"].items() for method in ops}
     assert served == documented
 
 

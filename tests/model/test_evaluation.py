@@ -5,10 +5,21 @@ import numpy as np
 import pytest
 
 from model.evaluation import format_table, main, run_evaluation
-from model.tuning import Grid
+from model.params import Params
+from model.tuning import Space
 
 KEYS = {"model", "ndcg", "recall", "precision", "hit_rate", "mrr", "coverage", "train_seconds"}
-TINY_GRID = Grid(l2=(10.0,), sequence_weight=(0.0, 1.0), recency_tau=(5.0,))
+TINY_SPACE = Space(
+    value_power=(1.0,),
+    recency_tau=(5.0,),
+    max_history=(50,),
+    sequence_weight=(0.0, 1.0),
+    sequence_tau=(5.0,),
+    sequence_window=(10,),
+    sequence_backward=(0.5,),
+    l2_steps=0,
+)
+TINY_BASE = Params(l2=10.0)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +40,9 @@ def movielens_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("variant", ["all", "pos35"])
 def test_rows_for_all_three_models(movielens_dir: Path, variant: str) -> None:
-    rows = run_evaluation(movielens_dir, variant, grid=TINY_GRID, log=lambda _: None)
+    rows = run_evaluation(
+        movielens_dir, variant, space=TINY_SPACE, base=TINY_BASE, log=lambda _: None
+    )
     assert [row["model"] for row in rows] == ["popularity", "ease", "service"]
     for row in rows:
         assert set(row) == KEYS
@@ -51,7 +64,9 @@ def test_table_and_cli(
     monkeypatch.setattr(
         evaluation,
         "run_evaluation",
-        lambda data, variant: real(data, variant, grid=TINY_GRID, log=lambda _: None),
+        lambda data, variant: real(
+            data, variant, space=TINY_SPACE, base=TINY_BASE, log=lambda _: None
+        ),
     )
     out = tmp_path / "rows.json"
     assert main(["--data", str(movielens_dir), "--json", str(out)]) == 0

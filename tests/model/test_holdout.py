@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from model.holdout import holdout_metrics, temporal_split
 from model.interactions import Interaction
 
@@ -25,3 +30,38 @@ def test_metrics_are_reported_for_a_learnable_pattern() -> None:
     metrics = holdout_metrics(rows)
     assert metrics["k"] == 10 and metrics["n_users"] == 40
     assert metrics["hit_rate"] == 1.0
+
+
+def _reference_split(
+    rows: list[Interaction],
+) -> tuple[list[Interaction], dict[str, set[str]]]:
+    """The rule spelled out one user at a time."""
+    by_user: dict[str, list[Interaction]] = {}
+    for row in rows:
+        by_user.setdefault(row.user_id, []).append(row)
+    kept: list[Interaction] = []
+    held: dict[str, set[str]] = {}
+    for user, mine in by_user.items():
+        last = {r.movie_id: r.timestamp for r in mine}  # the last event of each movie
+        movies = sorted(last.items(), key=lambda m: (m[1], m[0]))
+        if len(movies) < 2:
+            continue
+        held[user] = {m for m, _ in movies[-max(1, math.floor(0.2 * len(movies))) :]}
+    kept = [r for r in rows if r.movie_id not in held.get(r.user_id, set())]
+    return kept, held
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c"]),
+            st.sampled_from(["1", "2", "10", "x", "m5", "20"]),
+            st.integers(0, 6),
+        ),
+        max_size=40,
+    )
+)
+def test_vectorised_split_is_the_rule(drawn: list[tuple[str, str, int]]) -> None:
+    rows = [Interaction(u, m, "rating", 3.0, float(t)) for u, m, t in drawn]
+    assert temporal_split(rows) == _reference_split(rows)

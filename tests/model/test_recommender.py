@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 
 from model.ids import natural_order
@@ -104,3 +106,27 @@ def test_mixed_event_kinds_train_and_dislikes_are_not_positives() -> None:
     assert model.index_of("500") is not None
     similar = {movie for movie, _ in model.similar("500", 3)}
     assert similar <= set(CLUSTER_B)
+
+
+def test_recency_ranks_are_newest_first_vectorised() -> None:
+    from model.interactions import implicit_weights
+    from model.recommender import histories, newest_first, recency_ranks
+    from tests.model.synthetic import random_events
+
+    events = random_events()
+    # Coarse times: many ties, which go to the higher natural movie id first.
+    coarse = dataclasses.replace(events, timestamps=np.floor(events.timestamps / 4))
+    weights = implicit_weights(coarse)
+    ranks = recency_ranks(weights.user_ids, weights.movie_ids, weights.timestamps)
+    expected = {
+        (user, item.movie_id): rank
+        for user, history in histories(weights).items()
+        for rank, item in enumerate(newest_first(history))
+    }
+    got = {
+        (u, m): int(r)
+        for u, m, r in zip(
+            weights.user_ids.tolist(), weights.movie_ids.tolist(), ranks, strict=True
+        )
+    }
+    assert got == expected
