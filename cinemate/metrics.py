@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -72,7 +73,7 @@ class Metrics:
 
     def count_outcomes(self, outcomes: list[str]) -> None:
         """Once per group commit: one increment per outcome, not one label lookup per event."""
-        for outcome, count in Counter(outcomes).items():
+        for outcome, count in collections.Counter(outcomes).items():
             self.events.labels(outcome).inc(count)
 
 
