@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 .venv/bin/ruff check .
 .venv/bin/mypy cinemate event_store command_side query_side projections model schema devtools tests bench
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# Line coverage of the service packages (pyproject's [tool.coverage.run]) is printed at
+# the end, per file below 100% and in total.
+.venv/bin/python -m pytest -q -p no:cacheprovider --cov --cov-report=term:skip-covered "$@"
