@@ -372,3 +372,19 @@ async def test_a_method_not_allowed_answers_405_with_allow(client: httpx.AsyncCl
     assert {m.strip() for m in answer.headers["allow"].split(",")} == {"GET", "HEAD"}
     delete = await client.delete("/api/v1/events/watch")
     assert delete.status_code == 405 and delete.headers["allow"] == "POST"
+
+
+async def test_a_query_parameter_given_twice_is_refused(client: httpx.AsyncClient) -> None:
+    """Each is one value in the schema (an integer, a string): two are not one of them."""
+    await client.post("/api/v1/events/watch", json=WATCH)
+    for url in (
+        "/api/v1/users/u1/events?after=1&after=",
+        "/api/v1/users/u1/events?limit=1&limit=2",
+        "/api/v1/popular?genre=Comedy&genre=Drama",
+        "/api/v1/recommend/u1?exclude=m1&exclude=m2",
+        "/api/v1/recommend/u1?genre=a&genre=",
+        "/api/v1/movies/m1/similar?limit=2&limit=3",
+    ):
+        answer = await client.get(url)
+        assert answer.status_code == 422, url
+        assert answer.json()["detail"][0]["loc"][0] == "query", url
