@@ -58,7 +58,7 @@ def query_param(request: Request, name: str) -> str | None:
 
 def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
     raw = query_param(request, name)
-    if raw is None or raw == "":
+    if raw is None:  # `?limit=` is no integer: refused below, as the schema says
         return default
     try:
         value = int(raw)

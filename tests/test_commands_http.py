@@ -384,6 +384,8 @@ async def test_a_query_parameter_given_twice_is_refused(client: httpx.AsyncClien
         "/api/v1/recommend/u1?exclude=m1&exclude=m2",
         "/api/v1/recommend/u1?genre=a&genre=",
         "/api/v1/movies/m1/similar?limit=2&limit=3",
+        "/api/v1/movies/m1/similar?limit=",  # not an integer either
+        "/api/v1/users/u1/events?after=",
     ):
         answer = await client.get(url)
         assert answer.status_code == 422, url
