@@ -297,7 +297,7 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
     async def reload(request: Request) -> Response:
         body = await request.body()
         given = responses.ReloadRequest()  # no body: the default artifact
-        if body.strip():
+        if body:  # whitespace alone is no JSON (400), as the schema says
             try:
                 given = responses.ReloadRequest.model_validate_json(body)
             except ValidationError as exc:

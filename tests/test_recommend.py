@@ -177,6 +177,9 @@ async def test_a_broken_model_is_refused_and_the_old_one_keeps_serving(
         assert (await http.get("/model/info")).json()["sha256"] == before["sha256"]
         assert (await recommend(http, "anyone"))["items"]
 
+    # No body is the default model; a body of whitespace alone is no JSON.
+    blank = await http.post("/model/reload", content=b"\r\n", headers=ADMIN)
+    assert blank.status_code == 400 and blank.json()["error"] == "malformed_json"
     # A path no artifact can have is refused as the schema's pattern says.
     for wrong in ("FALSE", str(tmp_path / "model.txt"), str(tmp_path) + "/.npz"):
         invalid = await http.post("/model/reload", json={"path": wrong}, headers=ADMIN)
@@ -312,7 +315,7 @@ async def test_the_reload_body_is_checked_by_its_model(http: httpx.AsyncClient) 
         assert refused.json()["error"] == "validation_error"
         assert [e["loc"] for e in refused.json()["detail"]] == [loc]
     assert (await http.get("/model/info")).json()["sha256"] == before["sha256"]
-    for raw in (b"", b"  ", b'{"path": null}', b"{}"):  # the default: none in the data dir
+    for raw in (b"", b'{"path": null}', b"{}"):  # the default: none in the data dir
         default = await http.post("/model/reload", content=raw, headers=ADMIN)
         assert default.status_code == 404, default.text
         assert default.json()["detail"].startswith("no model artifact in"), default.text
