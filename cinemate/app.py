@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -16,7 +18,7 @@ from starlette.routing import BaseRoute
 
 from cinemate import database
 from cinemate.docs import docs_routes
-from cinemate.metrics import Metrics, metrics_route, set_lags
+from cinemate.metrics import MODEL_METRICS_TTL, Metrics, metrics_route, set_lags
 from cinemate.middleware import ServiceApp
 from cinemate.settings import Settings
 from command_side.catalog import catalog_routes
@@ -34,6 +36,7 @@ from projections.catalog import GenreLookup
 from projections.forget import forget_user
 from projections.kafka_consumer import ProjectionConsumer
 from projections.outbox_relay import OutboxRelay
+from projections.outcomes import OutcomesProjection
 from projections.projection import Projection
 from projections.rebuild import RebuildInProgress, begin_rebuild, rebuild
 from projections.simple_projections import (
@@ -46,6 +49,7 @@ from projections.store_follower import StoreFollower
 from projections.user_features import UserFeaturesProjection, refresh_user
 from query_side.health import Probe
 from query_side.http import QueryServices, query_routes
+from query_side.model_metrics import model_metrics, model_metrics_routes
 from query_side.model_serving import ModelHolder
 from query_side.recommend_http import RecommendServices, recommend_routes
 from schema import openapi
@@ -87,6 +91,7 @@ def make_projections(
         ItemStatsProjection(),
         AuditProjection(),
         ModelFeedbackProjection(),
+        OutcomesProjection(),
     ]
     return {p.name: p for p in projections}
 
@@ -312,6 +317,12 @@ def metrics_refresher(services: Services) -> Any:
         served = services.models.current
         version = served.model.metadata.get("version") if served else "popularity"
         services.metrics.model.labels(str(version)).set(1)
+        now = time.monotonic()
+        if now - services.metrics.online_read_at >= MODEL_METRICS_TTL:
+            since = datetime.now(UTC) - timedelta(hours=24)
+            async with services.pool.acquire(timeout=2) as conn:
+                services.metrics.set_online(await model_metrics(conn, since))
+            services.metrics.online_read_at = now
 
     return refresh
 
@@ -385,6 +396,7 @@ def api_routes(
         *catalog_routes(pool, admin_token),
         *query_routes(queries),
         *recommend_routes(recommending),
+        *model_metrics_routes(pool, admin_token),
     ]
 
 

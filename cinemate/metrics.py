@@ -71,12 +71,40 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Online metrics of the last 24 h per model version (query_side.model_metrics),
+        # read from PostgreSQL at most every MODEL_METRICS_TTL seconds: the projection
+        # that folds them may run in another process.
+        self.online = {
+            name: Gauge(
+                f"cinemate_model_{name}",
+                f"{text}, recommendations of the last 24 h, per model version",
+                ["model_version"],
+                registry=self.registry,
+            )
+            for name, text in (
+                ("recommendations", "Recommendations served"),
+                ("clicks", "Recommendations with at least one click"),
+                ("ctr", "Click-through rate"),
+                ("conversions", "Conversions (watched, rated >= 4 or favorited in 24 h)"),
+                ("conversion_rate", "Conversions per recommendation"),
+            )
+        }
+        self.online_read_at = float("-inf")
+
+    def set_online(self, models: list[dict[str, Any]]) -> None:
+        for gauge in self.online.values():
+            gauge.clear()
+        for row in models:
+            for name, gauge in self.online.items():
+                gauge.labels(row["model_version"]).set(row[name])
+
     def count_outcomes(self, outcomes: list[str]) -> None:
         """Once per group commit: one increment per outcome, not one label lookup per event."""
         for outcome, count in collections.Counter(outcomes).items():
             self.events.labels(outcome).inc(count)
 
 
+MODEL_METRICS_TTL = 10.0
 Refresh = Callable[[], Awaitable[None]]
 
 

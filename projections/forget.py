@@ -24,6 +24,7 @@ READ_MODEL_DELETES = (
     "DELETE FROM user_features WHERE user_id = $1",
     "DELETE FROM audit_events WHERE user_id = $1",
     "DELETE FROM model_feedback WHERE user_id = $1",
+    "DELETE FROM recommendation_outcomes WHERE user_id = $1",
     "DELETE FROM recommendations WHERE user_id = $1",
     # The user's next events start a new stream at version 1.
     "DELETE FROM applied_streams WHERE user_id = $1",

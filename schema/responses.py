@@ -173,3 +173,20 @@ class ReloadRequest(BaseModel):
         description="Artifact to load (.npz, .pkl or .onnx); MODEL_PATH or the newest in"
         " the data dir if absent or null",
     )
+
+
+class ModelMetrics(BaseModel):
+    model_version: str
+    recommendations: int = Field(description="Recommendations served since `since`")
+    clicks: int = Field(description="Of those, the ones with at least one click")
+    ctr: float = Field(description="clicks / recommendations")
+    conversions: int = Field(
+        description="Shown movies the viewer then watched (progress >= 0.5), rated >= 4 or"
+        " favorited within 24 h, once per (recommendation, movie)"
+    )
+    conversion_rate: float = Field(description="conversions / recommendations")
+
+
+class ModelMetricsList(BaseModel):
+    since: datetime
+    models: list[ModelMetrics]

@@ -26,7 +26,13 @@ from schema.commands import (
     WatchCommand,
 )
 
-PROJECTIONS = ["user_features", "item_stats", "audit", "model_feedback"]
+PROJECTIONS = [
+    "user_features",
+    "item_stats",
+    "audit",
+    "model_feedback",
+    "recommendation_outcomes",
+]
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi"]
 
 
@@ -127,6 +133,9 @@ async def snapshot(conn: asyncpg.Connection) -> dict[str, Any]:
         )
     ]
     feedback = [tuple(r) for r in await conn.fetch("SELECT * FROM model_feedback ORDER BY 1")]
+    outcomes = [
+        tuple(r) for r in await conn.fetch("SELECT * FROM recommendation_outcomes ORDER BY 1, 2, 3")
+    ]
     stored = [
         tuple(r)
         for r in await conn.fetch(
@@ -138,6 +147,7 @@ async def snapshot(conn: asyncpg.Connection) -> dict[str, Any]:
         "user_features": features,
         "item_stats": items,
         "model_feedback": feedback,
+        "recommendation_outcomes": outcomes,
         "audit": stored,
     }
 

@@ -152,7 +152,14 @@ HINTS: dict[str, list[Any]] = {  # values that exist, by field or parameter name
     "results": KNOWN_MOVIES,
     "genre": [*GENRES, "comedy"],
     "genres": GENRES,
-    "name": ["user_features", "item_stats", "audit", "model_feedback", "nope"],
+    "name": [
+        "user_features",
+        "item_stats",
+        "audit",
+        "model_feedback",
+        "recommendation_outcomes",
+        "nope",
+    ],
     "recommendation_id": ["r1"],
     "query": ["horror", "comedy"],
     # Placeholders, replaced by real paths when the request is sent.
