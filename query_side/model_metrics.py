@@ -62,7 +62,7 @@ async def model_metrics(conn: asyncpg.Connection, since: datetime) -> list[dict[
 
 def since_param(request: Request) -> datetime:
     raw = query_param(request, "since")
-    if not raw:
+    if raw is None:  # absent; an empty one is no time, and is refused
         return datetime.now(UTC) - DEFAULT_WINDOW
     try:
         return _SINCE.validate_python(raw)

@@ -118,7 +118,7 @@ def group_of(op: Op) -> str:
 
 
 EXAMPLES: dict[str, int] = {op.id: GROUPS[group_of(op)] for op in OPERATIONS}
-FUZZ_CASE_COUNT = 1940  # requests planned (hypothesis examples), all operations together
+FUZZ_CASE_COUNT = 2040  # requests planned (hypothesis examples), all operations together
 assert FUZZ_CASE_COUNT == sum(EXAMPLES.values()), sum(EXAMPLES.values())
 assert DANGEROUS <= set(EXAMPLES)
 RAN: Counter[str] = Counter()  # requests actually sent, per operation
