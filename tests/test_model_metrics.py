@@ -156,7 +156,13 @@ async def test_model_metrics_is_an_admin_endpoint_with_a_checked_since(
     assert (await http.get("/api/v1/admin/model-metrics")).status_code == 401
     wrong = await http.get("/api/v1/admin/model-metrics", headers={"Authorization": "Bearer x"})
     assert wrong.status_code == 403
-    for bad in ("", "yesterday", "2024-05-01T00:00:00"):  # no offset: ambiguous
+    for bad in (
+        "",
+        "0.5",
+        "yesterday",
+        "2024-13-01T00:00:00Z",
+        "2024-05-01T00:00:00",
+    ):  # no offset: ambiguous
         refused = await http.get(
             "/api/v1/admin/model-metrics", params={"since": bad}, headers=ADMIN
         )
