@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from starlette.routing import BaseRoute
 
 from cinemate import database
+from cinemate.dashboard import dashboard_route
 from cinemate.docs import docs_routes
 from cinemate.metrics import MODEL_METRICS_TTL, Metrics, metrics_route, set_lags
 from cinemate.middleware import ServiceApp
@@ -375,6 +376,7 @@ def build_app(services: Services) -> ServiceApp:
     routes += [
         *docs_routes(openapi.build(routes)),
         metrics_route(services.metrics, metrics_refresher(services)),
+        dashboard_route(),
     ]
     return ServiceApp(routes, services.metrics)
 
