@@ -54,6 +54,7 @@ from query_side.model_metrics import model_metrics, model_metrics_routes
 from query_side.model_serving import ModelHolder
 from query_side.recommend_http import RecommendServices, recommend_routes
 from schema import openapi
+from schema.cache import FeatureCache
 from schema.responses import ComponentHealth
 
 log = logging.getLogger("cinemate.app")
@@ -70,6 +71,7 @@ class Services:
     database_url: str
     pool: asyncpg.Pool
     redis: aioredis.Redis
+    features_cache: FeatureCache
     committer: GroupCommitter
     genres: GenreLookup
     projections: dict[str, Projection]
@@ -85,10 +87,10 @@ def models_dir(settings: Settings) -> Path:
 
 
 def make_projections(
-    redis: aioredis.Redis, genres: GenreLookup, *, publish_features: bool = False
+    cache: FeatureCache, genres: GenreLookup, *, publish_features: bool = False
 ) -> dict[str, Projection]:
     projections: list[Projection] = [
-        UserFeaturesProjection(redis, genres, publish=publish_features),
+        UserFeaturesProjection(cache, genres, publish=publish_features),
         ItemStatsProjection(),
         AuditProjection(),
         ModelFeedbackProjection(),
@@ -177,6 +179,10 @@ async def open_services(
         await database.migrate(conn)
     redis = aioredis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
     stack.push_async_callback(redis.aclose)
+    # A new cache epoch for this process before it caches or reads anything.
+    features_cache = FeatureCache(redis)
+    await features_cache.start()
+    stack.push_async_callback(features_cache.close)
     metrics = Metrics()
     committer = GroupCommitter(
         pool,
@@ -192,9 +198,10 @@ async def open_services(
         database_url,
         pool,
         redis,
+        features_cache,
         committer,
         genres,
-        make_projections(redis, genres, publish_features=settings.kafka_on),
+        make_projections(features_cache, genres, publish_features=settings.kafka_on),
         metrics=metrics,
     )
     stack.push_async_callback(lambda: _cancel([*services.tasks, *services.rebuilds.values()]))
@@ -220,6 +227,9 @@ def health_probes(services: Services) -> dict[str, Probe]:
             await services.redis.ping()
         except Exception as exc:
             return ComponentHealth(status="degraded", detail={"error": repr(exc)})
+        if reason := services.features_cache.suspect:
+            # Reads come from PostgreSQL until a new cache epoch is installed.
+            return ComponentHealth(status="degraded", detail={"error": reason})
         return ComponentHealth(status="ok")
 
     async def kafka() -> ComponentHealth:
@@ -330,7 +340,7 @@ def metrics_refresher(services: Services) -> Any:
 
 def build_app(services: Services) -> ServiceApp:
     async def refresh(user_id: str) -> dict[str, Any] | None:
-        return await refresh_user(services.pool, services.redis, services.genres, user_id)
+        return await refresh_user(services.pool, services.features_cache, services.genres, user_id)
 
     async def report() -> list[dict[str, Any]]:
         async with services.pool.acquire() as conn:
@@ -338,7 +348,7 @@ def build_app(services: Services) -> ServiceApp:
 
     queries = QueryServices(
         pool=services.pool,
-        redis=services.redis,
+        features_cache=services.features_cache,
         probes=health_probes(services),
         refresh_features=refresh,
         projection_report=report,
@@ -349,7 +359,7 @@ def build_app(services: Services) -> ServiceApp:
         try:
             return await forget_user(
                 services.pool,
-                services.redis,
+                services.features_cache,
                 user_id,
                 list(services.projections),
                 tombstones=services.settings.kafka_on,

@@ -12,12 +12,11 @@ import uuid
 from collections.abc import Sequence
 
 import asyncpg
-import redis.asyncio as aioredis
 
 from event_store import locks, streams
 from projections.rebuild import RebuildInProgress, running_rebuilds
 from schema import topics
-from schema.cache import features_key
+from schema.cache import FeatureCache
 
 TOMBSTONE_TOPICS = (topics.INTERACTIONS, topics.FEATURES)
 READ_MODEL_DELETES = (
@@ -33,13 +32,14 @@ READ_MODEL_DELETES = (
 
 async def forget_user(
     pool: asyncpg.Pool,
-    redis: aioredis.Redis,
+    cache: FeatureCache,
     user_id: str,
     projections: Sequence[str],
     *,
     tombstones: bool = False,
 ) -> int:
     """Erase everything about `user_id`; returns how many events were removed."""
+    token = cache.token()
     async with pool.acquire() as conn:
         async with conn.transaction():
             # A rebuild's replay may already hold this user's events (in memory, in
@@ -50,7 +50,8 @@ async def forget_user(
                 raise RebuildInProgress(", ".join(rebuilding))
             # Not lock_projections: an erasure is answered once durable, like an append.
             await locks.take(conn, locks.LockClass.PROJECTION, projections)
-            erased = await streams.erase_stream(conn, user_id)
+            positions = await streams.erase_stream(conn, user_id)
+            erased = len(positions)
             for sql in READ_MODEL_DELETES:
                 await conn.execute(sql, user_id)
             # Compacted consumers drop the user's key on a null value: a tombstone per topic
@@ -68,8 +69,9 @@ async def forget_user(
                 uuid.uuid4(),
                 f'{{"events": {erased}}}',
             )
-    try:
-        await redis.delete(features_key(user_id))
-    except (aioredis.RedisError, OSError):
-        pass  # PostgreSQL no longer has the row; a stale cache entry is gone on expiry
+    # A tombstone, not a delete: a projector's write of the old stream may still be on its
+    # way. If Redis cannot take it, the cache is suspect and its next epoch drops the
+    # user's document with every other.
+    if positions:
+        await cache.erase(token, user_id, max(positions))
     return erased

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import orjson
-import redis.asyncio as aioredis
 from cachetools import LRUCache
 
 from event_store import streams
@@ -17,26 +15,7 @@ from projections import user_features_fold as fold
 from projections.catalog import GenreLookup
 from projections.projection import Batch, Changes
 from schema import topics
-from schema.cache import FEATURES_PREFIX, features_key
-
-log = logging.getLogger("cinemate.projections")
-
-# Writes each cached document only if it is not older than the one there: two writers
-# can finish out of order (a refresh beside the projector), and the cache must not go
-# back. One call per batch: KEYS are the users' keys, ARGV their (document, version) pairs.
-SET_IF_NEWER = """
-local written = 0
-for i, key in ipairs(KEYS) do
-  local document, version = ARGV[2 * i - 1], tonumber(ARGV[2 * i])
-  local current = redis.call('GET', key)
-  local known = current and tonumber(string.match(current, '"stream_version":(%d+)'))
-  if not known or known <= version then
-    redis.call('SET', key, document)
-    written = written + 1
-  end
-end
-return written
-"""
+from schema.cache import FeatureCache
 
 UPSERT_SQL = """
 INSERT INTO {table} AS f (user_id, stream_version, position, state, doc, updated_at)
@@ -141,17 +120,14 @@ class UserFeaturesProjection:
     name = "user_features"
     tables: tuple[str, ...] = ("user_features",)
 
-    def __init__(
-        self, redis: aioredis.Redis, genres: GenreLookup, *, publish: bool = False
-    ) -> None:
-        self.redis = redis
+    def __init__(self, cache: FeatureCache, genres: GenreLookup, *, publish: bool = False) -> None:
+        self.feature_cache = cache
         self.genres = genres
         # With Kafka on, each changed document also goes to processed_features, through
         # the outbox in this same transaction: published if and only if it committed.
         self.publish = publish
         self.cache = StateCache()
         self._deferred: dict[str, dict[str, fold.State]] = {}
-        self._set_if_newer = redis.register_script(SET_IF_NEWER)
 
     async def apply(
         self,
@@ -161,6 +137,9 @@ class UserFeaturesProjection:
         *,
         defer: bool = False,
     ) -> Changes:
+        # The cache epoch before reading the states: a document computed now is never
+        # cached under an epoch that began after (see schema.cache).
+        token = self.feature_cache.token()
         # The batch's events are read: a catalog change made before any of them was
         # accepted is visible now (the movies PUT with them fold with their genres).
         await self.genres.refresh(conn, current=True)
@@ -187,7 +166,7 @@ class UserFeaturesProjection:
                 list(documents),
                 [orjson.dumps(doc) for doc in documents.values()],
             )
-        return Changes(documents=documents)
+        return Changes(documents=documents, cache_token=token)
 
     async def flush(self, conn: asyncpg.Connection, tables: Mapping[str, str]) -> None:
         """A rebuild's states, written with COPY (several times faster than an upsert of
@@ -220,35 +199,18 @@ class UserFeaturesProjection:
         self._deferred.pop(tables["user_features"], None)
 
     async def after_commit(self, changes: Changes) -> None:
-        await cache_documents(self.redis, self._set_if_newer, changes.documents)
+        await self.feature_cache.store(changes.cache_token, changes.documents)
 
     async def after_swap(self) -> None:
-        try:
-            async for key in self.redis.scan_iter(match=FEATURES_PREFIX + "*", count=1000):
-                await self.redis.delete(key)
-        except (aioredis.RedisError, OSError) as exc:
-            log.warning("could not clear the features cache: %r", exc)
-
-
-async def cache_documents(
-    redis: aioredis.Redis, set_if_newer: Any, documents: Mapping[str, dict[str, Any]]
-) -> None:
-    """Best effort: PostgreSQL is the truth, and reads fall back to it."""
-    if not documents:
-        return
-    args: list[bytes | int] = []
-    for doc in documents.values():
-        args += [orjson.dumps(doc), doc["stream_version"]]
-    try:
-        await set_if_newer(keys=[features_key(user) for user in documents], args=args)
-    except (aioredis.RedisError, OSError) as exc:
-        log.warning("features cache not updated: %r", exc)
+        # One new epoch drops every document of the replaced table at once.
+        await self.feature_cache.invalidate()
 
 
 async def refresh_user(
-    pool: asyncpg.Pool, redis: aioredis.Redis, genres: GenreLookup, user_id: str
+    pool: asyncpg.Pool, cache: FeatureCache, genres: GenreLookup, user_id: str
 ) -> dict[str, Any] | None:
     """Fold the user's whole stream from the store, store the result and return it."""
+    token = cache.token()
     async with pool.acquire() as conn:
         stream = await streams.read_stream(conn, user_id)
         if not stream:
@@ -258,6 +220,5 @@ async def refresh_user(
         for stored in stream:
             fold.apply(state, stored.event, stored.position, genres)
         documents = await save_states(conn, "user_features", {user_id: state}, datetime.now(UTC))
-    script = redis.register_script(SET_IF_NEWER)
-    await cache_documents(redis, script, documents)
+    await cache.store(token, documents)
     return documents[user_id]

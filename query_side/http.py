@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import redis.asyncio as aioredis
 from pydantic import TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,6 +18,7 @@ from query_side.features import read_features
 from query_side.popular import popular
 from query_side.user_events import read_stream_page
 from schema import commands, openapi, responses
+from schema.cache import FeatureCache
 from schema.commands import Identifier
 from schema.http import JSONResponse, admin_only, error_response, unavailable
 from schema.openapi import ApiRoute
@@ -33,7 +33,7 @@ ProjectionReport = Callable[[], Awaitable[list[dict[str, Any]]]]
 @dataclass(frozen=True)
 class QueryServices:
     pool: asyncpg.Pool
-    redis: aioredis.Redis
+    features_cache: FeatureCache
     probes: Mapping[str, health.Probe]
     refresh_features: Refresh
     projection_report: ProjectionReport
@@ -116,7 +116,7 @@ def query_routes(services: QueryServices) -> list[Route]:
 
     async def features(request: Request) -> Response:
         user_id = user_id_param(request)
-        document = await read_features(pool, services.redis, user_id)
+        document = await read_features(pool, services.features_cache, user_id)
         if document is None:
             return error_response(404, "not_found", f"no features for user {user_id}")
         return JSONResponse(document)
