@@ -82,10 +82,11 @@ def ranking_bytes(key: tuple[Any, ...], ranking: Ranking) -> int:
 
 
 class RankingCache:
-    """Rankings by everything they depend on: the user's stream version, the model, the
-    query. Any new event or model swap changes the key, so an answer is never stale; a
-    page reload or a second screen is then answered without scoring again. Least
-    recently used rankings go first once they would hold more than `max_bytes`."""
+    """Rankings by everything they depend on: the user's last event (its store
+    position), the model, the query. Any new event or model swap changes the key, so an
+    answer is never stale; a page reload or a second screen is then answered without
+    scoring again. Least recently used rankings go first once they would hold more than
+    `max_bytes`."""
 
     def __init__(self, max_bytes: int = 64 * 2**20) -> None:
         self.max_bytes = max_bytes
@@ -205,7 +206,9 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
             served = models.current
             key = (
                 user_id,
-                state["stream_version"] if state else 0,
+                # The store position of the user's last event: unlike the stream version
+                # it never repeats, so a stream re-created after a forget is a new key.
+                state["position"] if state else 0,
                 served.sha256 if served else None,
                 limit,
                 genre,

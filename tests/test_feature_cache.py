@@ -81,6 +81,7 @@ async def test_values_of_an_old_epoch_are_not_read(redis: aioredis.Redis) -> Non
     cache = await started(redis)
     await cache.store(cache.token(), {"u": doc("u", 3, 30)})
     old_value = await redis.get(features_key("u"))
+    assert old_value is not None
     restarted = await started(redis)
     assert await restarted.read("u") is None and await cache.read("u") is None
     # Even a value written by hand with the old epoch's prefix, after the new epoch.

@@ -319,3 +319,18 @@ async def test_the_reload_body_is_checked_by_its_model(http: httpx.AsyncClient) 
         default = await http.post("/model/reload", content=raw, headers=ADMIN)
         assert default.status_code == 404, default.text
         assert default.json()["detail"].startswith("no model artifact in"), default.text
+
+
+async def test_a_stream_recreated_after_a_forget_is_never_served_the_old_ranking(
+    http: httpx.AsyncClient,
+) -> None:
+    await rate(http, "returning", "a0", 1)
+    before = await recommend(http, "returning")
+    assert before["strategy"] == "personalized"
+    assert all(item["movie_id"] in COMEDIES for item in before["items"])
+    answer = await http.delete("/api/v1/users/returning", headers=ADMIN)
+    assert answer.status_code == 200
+    await rate(http, "returning", "b0", 1)  # the same user and stream version as before
+    after = await recommend(http, "returning")
+    movies = [item["movie_id"] for item in after["items"]]
+    assert movies and all(m in HORRORS for m in movies), movies
