@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -17,6 +17,7 @@ from uuid import UUID
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from event_store.feed import StoredRecord
@@ -103,16 +104,22 @@ def new_producer(bootstrap: str, **options: Any) -> AIOKafkaProducer:
     )
 
 
-async def ensure_topics(bootstrap: str) -> None:
-    """Create the service's topics that do not exist yet."""
+async def ensure_topics(
+    bootstrap: str,
+    partitions: Mapping[str, int] = topics.PARTITIONS,
+    configs: Mapping[str, Mapping[str, str]] = topics.CONFIGS,
+) -> None:
+    """Create the service's topics that do not exist yet, with their configs, and give
+    existing ones (say, created by an older version without configs) the configs they
+    lack: compaction and retention are what make a forget complete in Kafka."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         brokers = len((await admin.describe_cluster()).get("brokers") or [None])
         missing = [
-            NewTopic(name, partitions, min(3, brokers))
-            for name, partitions in topics.PARTITIONS.items()
+            NewTopic(name, count, min(3, brokers), topic_configs=dict(configs.get(name, {})))
+            for name, count in partitions.items()
             if name not in existing
         ]
         if missing:
@@ -120,8 +127,49 @@ async def ensure_topics(bootstrap: str) -> None:
                 await admin.create_topics(missing)
             except TopicAlreadyExistsError:
                 pass  # another process created it meanwhile
+        present = [name for name in partitions if name in existing and configs.get(name)]
+        try:
+            await _reconcile_configs(admin, present, configs)
+        except Exception as exc:  # publishing goes on; the operator must see this
+            log.error("kafka topic configs not checked or not set", extra={"error": repr(exc)})
     finally:
         await admin.close()
+
+
+async def _reconcile_configs(
+    admin: AIOKafkaAdminClient, names: Sequence[str], configs: Mapping[str, Mapping[str, str]]
+) -> None:
+    if not names:
+        return
+    actual = await topic_configs(admin, names)
+    stale = [
+        ConfigResource(ConfigResourceType.TOPIC, name, dict(configs[name]))
+        for name in names
+        if any(actual[name].get(k) != v for k, v in configs[name].items())
+    ]
+    if not stale:
+        return
+    # AlterConfigs sets a topic's whole dynamic config: these topics are the service's.
+    for response in await admin.alter_configs(stale):
+        for error_code, error_message, _, name in (r[:4] for r in response.resources):
+            if error_code:
+                raise RuntimeError(f"alter configs of {name}: {error_code} {error_message}")
+    log.warning("kafka topic configs updated", extra={"topics": [r.name for r in stale]})
+
+
+async def topic_configs(
+    admin: AIOKafkaAdminClient, names: Sequence[str]
+) -> dict[str, dict[str, str]]:
+    """Each topic's effective configs, as the broker reports them."""
+    found: dict[str, dict[str, str]] = {}
+    for response in await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+    ):
+        for error_code, error_message, _, name, entries in (r[:5] for r in response.resources):
+            if error_code:
+                raise RuntimeError(f"describe configs of {name}: {error_code} {error_message}")
+            found[name] = {entry[0]: entry[1] for entry in entries}
+    return found
 
 
 async def stop_quietly(*clients: AIOKafkaProducer | AIOKafkaConsumer) -> None:
