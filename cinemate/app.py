@@ -51,7 +51,7 @@ from projections.user_features import UserFeaturesProjection, refresh_user
 from query_side.health import Probe
 from query_side.http import QueryServices, query_routes
 from query_side.model_metrics import model_metrics, model_metrics_routes
-from query_side.model_serving import ModelHolder
+from query_side.model_serving import ModelHolder, trusted_pickles
 from query_side.recommend_http import RecommendServices, recommend_routes
 from schema import openapi
 from schema.cache import FeatureCache
@@ -206,6 +206,7 @@ async def open_services(
     )
     stack.push_async_callback(lambda: _cancel([*services.tasks, *services.rebuilds.values()]))
     if load_model:
+        services.models.trusted_pickles = trusted_pickles(pool, settings.model_sha256)
         await services.models.load_initial(settings.model_path, models_dir(settings))
         if settings.model_path is None:  # an operator's MODEL_PATH is not overridden
             services.tasks.append(asyncio.create_task(services.models.watch(), name="models"))

@@ -198,20 +198,24 @@ async def _train(settings: Settings, output: Path | None) -> None:
     from cinemate.movielens import read_interactions
     from model.artifacts import save_model
     from model.tuning import describe, train_tuned
+    from query_side.model_serving import record_trained
 
     async with _running(settings, run_projections=False) as services:
         with tqdm(desc="read store", unit="ev", unit_scale=True) as bar:
             interactions, position = await read_interactions(services.pool, bar.update)
-    if not interactions:
-        raise SystemExit("cinemate: the store holds no interactions to train on")
-    started = time.perf_counter()
-    tuned = await asyncio.to_thread(train_tuned, interactions, data_position=position)
-    seconds = time.perf_counter() - started
-    model, metrics = tuned.model, tuned.model.metadata["metrics"]
-    version = model.metadata["version"]
-    target = output or settings.data_dir / "models" / f"{version}.npz"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    saved = await asyncio.to_thread(save_model, model, target)
+        if not interactions:
+            raise SystemExit("cinemate: the store holds no interactions to train on")
+        started = time.perf_counter()
+        tuned = await asyncio.to_thread(train_tuned, interactions, data_position=position)
+        seconds = time.perf_counter() - started
+        model, metrics = tuned.model, tuned.model.metadata["metrics"]
+        version = model.metadata["version"]
+        target = output or settings.data_dir / "models" / f"{version}.npz"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        saved = await asyncio.to_thread(save_model, model, target)
+        # The service unpickles only artifacts whose digest was recorded (or pinned).
+        async with services.pool.acquire() as conn:
+            await record_trained(conn, saved, version)
     print(
         f"trained {version} on {len(interactions)} interactions (store position {position}) "
         f"in {seconds:.1f} s including tuning ({len(tuned.trials)} trials, "

@@ -58,6 +58,9 @@ class Settings:
     # `serve` runs the projections (and the Kafka relay) in a supervised child process, so
     # the API and the projections each get a core; true keeps them on the API's loop.
     projections_in_process: bool = False
+    # SHA-256 digests of `.pkl` artifacts the operator vouches for (MODEL_SHA256, comma
+    # or space separated), beside those `cinemate train` recorded.
+    model_sha256: frozenset[str] = frozenset()
 
     @property
     def kafka_on(self) -> bool:
@@ -84,4 +87,7 @@ class Settings:
             projection_batch_size=int(env.get("CINEMATE_PROJECTION_BATCH") or 1000),
             projection_source=_source(env.get("CINEMATE_PROJECTION_SOURCE") or "store", kafka),
             projections_in_process=_flag(env, "CINEMATE_PROJECTIONS_IN_PROCESS", default=False),
+            model_sha256=frozenset(
+                d.lower() for d in (env.get("MODEL_SHA256") or "").replace(",", " ").split()
+            ),
         )

@@ -3,7 +3,11 @@
 Beside every artifact `<file>` we write `<file>.sha256` (sha256sum format) and
 `<file>.json` (the metadata). A `.pkl` is unpickled only when its digest matches the
 `.sha256` file, because unpickling runs code; the other formats are checked against the
-digest when it is present.
+digest when it is present. A digest beside a file proves integrity, not who wrote it: a
+server passes `trusted_pickles` (digests pinned by the operator or recorded by
+`cinemate train`), and a `.pkl` whose digest is not among them is never unpickled. Its
+digest is taken from the same open file that is then unpickled, so a file swapped in
+meanwhile is not the one run.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -42,6 +46,10 @@ class ArtifactIntegrityError(ArtifactError):
     """The file's SHA-256 is missing or does not match its recorded digest."""
 
 
+class ArtifactUntrustedError(ArtifactIntegrityError):
+    """A pickle whose SHA-256 nobody trusted: unpickling it would run whatever it holds."""
+
+
 def artifact_format(path: Path | str) -> str:
     suffix = Path(path).suffix.lower().lstrip(".")
     if suffix not in FORMATS:
@@ -58,10 +66,14 @@ def metadata_path(path: Path) -> Path:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+        return _sha256_of(handle)
+
+
+def _sha256_of(handle: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    for block in iter(lambda: handle.read(1 << 20), b""):
+        digest.update(block)
     return digest.hexdigest()
 
 
@@ -88,26 +100,39 @@ def save_model(model: TrainedModel, path: Path | str) -> Path:
     return target
 
 
-def load_model(path: Path | str) -> TrainedModel:
-    """Load an artifact; raises an `ArtifactError` subclass for anything unusable."""
+def load_model(
+    path: Path | str, *, trusted_pickles: Collection[str] | None = None
+) -> TrainedModel:
+    """Load an artifact; raises an `ArtifactError` subclass for anything unusable. With
+    `trusted_pickles`, a `.pkl` loads only if its SHA-256 is one of them."""
     source = Path(path)
     fmt = artifact_format(source)
     if not source.is_file():
         raise ArtifactNotFoundError(f"{source}: no such model artifact")
-    digest = _verify_digest(source, required=fmt == "pkl")
-    readers: dict[str, Callable[[Path], TrainedModel]] = {
-        "npz": _read_npz,
-        "pkl": _read_pkl,
-        "onnx": _read_onnx,
-    }
-    model = readers[fmt](source)
+    if fmt == "pkl":
+        with source.open("rb") as handle:
+            digest = _verify_digest(source, required=True, actual=_sha256_of(handle))
+            if trusted_pickles is not None and digest not in trusted_pickles:
+                raise ArtifactUntrustedError(
+                    f"{source}: a .pkl is unpickled only when its SHA-256 is pinned"
+                    " (MODEL_SHA256) or was recorded by `cinemate train`"
+                )
+            handle.seek(0)
+            model = _read_pkl(source, handle)
+    else:
+        digest = _verify_digest(source, required=False)
+        readers: dict[str, Callable[[Path], TrainedModel]] = {
+            "npz": _read_npz,
+            "onnx": _read_onnx,
+        }
+        model = readers[fmt](source)
     model.metadata["format"] = fmt
     model.metadata["sha256"] = digest
     return model
 
 
-def _verify_digest(path: Path, required: bool) -> str:
-    actual = file_sha256(path)
+def _verify_digest(path: Path, required: bool, actual: str | None = None) -> str:
+    actual = actual or file_sha256(path)
     recorded_file = digest_path(path)
     if not recorded_file.is_file():
         if required:
@@ -164,13 +189,13 @@ def _write_pkl(model: TrainedModel, metadata: dict[str, Any], path: Path) -> Non
     joblib.dump(estimator, path)
 
 
-def _read_pkl(path: Path) -> TrainedModel:
+def _read_pkl(path: Path, handle: BinaryIO) -> TrainedModel:
     import joblib
 
     from model.estimator import SeqEaseEstimator
 
     try:
-        estimator = joblib.load(path)
+        estimator = joblib.load(handle)
     except Exception as exc:  # unpickling fails in many ways; all mean "bad file"
         raise ArtifactFormatError(f"{path}: not a valid .pkl model artifact ({exc})") from exc
     if not isinstance(estimator, SeqEaseEstimator):

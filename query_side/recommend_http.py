@@ -22,7 +22,13 @@ from starlette.routing import Route
 
 from query_side import recommend
 from query_side.http import BadQuery, answering, int_param, query_param, user_id_param
-from query_side.model_serving import ModelHolder, ModelRefused, ServedModel, newest_artifact
+from query_side.model_serving import (
+    OUTSIDE,
+    ModelHolder,
+    ModelRefused,
+    ServedModel,
+    allowed_path,
+)
 from schema import commands, openapi, responses
 from schema.commands import EXCLUDE_PATTERN, MAX_EXCLUDE, Identifier
 from schema.http import JSONResponse, admin_only, error_response
@@ -314,20 +320,21 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
                 ]
                 return error_response(422, "validation_error", detail)
         path_text = given.path  # null or absent: the default
-        path = (
-            Path(path_text)
-            if path_text
-            else services.model_path or newest_artifact(services.models_dir)
-        )
-        if path is None:
-            return error_response(404, "not_found", f"no model artifact in {services.models_dir}")
         try:
-            served = await models.load(path)
+            if path_text:
+                path = allowed_path(path_text, services.models_dir, services.model_path)
+                if path is None:  # one answer for every path outside, existing or not
+                    raise ModelRefused(422, OUTSIDE)
+                served = await models.load(path)
+            elif services.model_path is not None:
+                served = await models.load(services.model_path)
+            else:
+                served = await models.load_newest(services.models_dir)
         except ModelRefused as exc:
             still = models.current.model.metadata.get("version") if models.current else None
             return error_response(
                 exc.status_code,
-                "model_refused",
+                "not_found" if exc.status_code == 404 and not path_text else "model_refused",
                 f"{exc.reason}; still serving {still or POPULARITY_VERSION}",
             )
         return JSONResponse({"status": "loaded", **served.info()})

@@ -18,7 +18,7 @@ import pytest
 
 from cinemate.app import Services, build_app, open_services
 from cinemate.settings import Settings
-from model.artifacts import save_model
+from model.artifacts import file_sha256, save_model
 from model.interactions import Interaction
 from model.recommender import train
 from tests.projection_helpers import features_at, wait_caught_up
@@ -157,36 +157,59 @@ async def test_similar_and_model_info(http: httpx.AsyncClient) -> None:
 
 
 async def test_a_broken_model_is_refused_and_the_old_one_keeps_serving(
-    http: httpx.AsyncClient, tmp_path: Path
+    settings: Settings, tmp_path: Path
 ) -> None:
-    good = planted_model(tmp_path / "good.pkl")
-    before = (await http.get("/model/info")).json()
-    assert (await http.post("/model/reload", json={"path": str(good)})).status_code == 401
+    models = tmp_path / "models"
+    served = planted_model(models / "served.npz")
+    good = planted_model(models / "good.pkl")
+    corrupt = models / "corrupt.npz"
+    tampered = models / "tampered.pkl"
+    async with AsyncExitStack() as stack:
+        http = await client_of(own_settings(settings, tmp_path), stack)
+        before = (await http.get("/model/info")).json()
+        assert before["sha256"] == file_sha256(served)
+        assert (await http.post("/model/reload", json={"path": "good.pkl"})).status_code == 401
 
-    corrupt = tmp_path / "corrupt.npz"
-    corrupt.write_bytes(b"this is not a model")
-    tampered = tmp_path / "tampered.pkl"
-    shutil.copy(good, tampered)
-    shutil.copy(good.with_name(good.name + ".sha256"), tampered.with_name("tampered.pkl.sha256"))
-    tampered.write_bytes(tampered.read_bytes() + b"\0")
-    for path in (corrupt, tampered, tmp_path / "missing.npz"):
-        refused = await http.post("/model/reload", json={"path": str(path)}, headers=ADMIN)
-        assert refused.status_code in (404, 422), refused.text
-        assert "still serving" in refused.json()["detail"]
-        assert refused.json()["detail"].count(str(path)) == 1, refused.json()["detail"]
-        assert (await http.get("/model/info")).json()["sha256"] == before["sha256"]
-        assert (await recommend(http, "anyone"))["items"]
+        corrupt.write_bytes(b"this is not a model")
+        shutil.copy(good, tampered)
+        shutil.copy(good.with_name(good.name + ".sha256"), models / "tampered.pkl.sha256")
+        tampered.write_bytes(tampered.read_bytes() + b"\0")
+        # good.pkl too: nobody recorded or pinned its digest.
+        for path in (corrupt, tampered, models / "missing.npz", good):
+            refused = await http.post("/model/reload", json={"path": str(path)}, headers=ADMIN)
+            assert refused.status_code in (404, 422), refused.text
+            assert "still serving" in refused.json()["detail"]
+            assert refused.json()["detail"].count(str(path)) == 1, refused.json()["detail"]
+            assert (await http.get("/model/info")).json()["sha256"] == before["sha256"]
+            assert (await recommend(http, "anyone"))["items"]
 
-    # No body is the default model; a body of whitespace alone is no JSON.
-    blank = await http.post("/model/reload", content=b"\r\n", headers=ADMIN)
-    assert blank.status_code == 400 and blank.json()["error"] == "malformed_json"
-    # A path no artifact can have is refused as the schema's pattern says.
-    for wrong in ("FALSE", str(tmp_path / "model.txt"), str(tmp_path) + "/.npz"):
-        invalid = await http.post("/model/reload", json={"path": wrong}, headers=ADMIN)
-        assert invalid.status_code == 422 and invalid.json()["error"] == "validation_error"
+        # No body is the default model; a body of whitespace alone is no JSON.
+        blank = await http.post("/model/reload", content=b"\r\n", headers=ADMIN)
+        assert blank.status_code == 400 and blank.json()["error"] == "malformed_json"
+        # A path no artifact can have is refused as the schema's pattern says.
+        for wrong in ("FALSE", str(models / "model.txt"), str(models) + "/.npz"):
+            invalid = await http.post("/model/reload", json={"path": wrong}, headers=ADMIN)
+            assert invalid.status_code == 422 and invalid.json()["error"] == "validation_error"
 
-    loaded = await http.post("/model/reload", json={"path": str(good)}, headers=ADMIN)
-    assert loaded.status_code == 200 and loaded.json()["format"] == "pkl"
+    pinned = own_settings(settings, tmp_path, model_sha256=frozenset({file_sha256(good)}))
+    async with AsyncExitStack() as stack:
+        http = await client_of(pinned, stack)
+        loaded = await http.post("/model/reload", json={"path": str(good)}, headers=ADMIN)
+        assert loaded.status_code == 200 and loaded.json()["format"] == "pkl"
+
+
+def own_settings(settings: Settings, data_dir: Path, **changes: Any) -> Settings:
+    """A service of the test's own: its data dir (so its models dir), the admin token."""
+    return dataclasses.replace(settings, data_dir=data_dir, admin_token="s3cret", **changes)
+
+
+async def client_of(settings: Settings, stack: AsyncExitStack) -> httpx.AsyncClient:
+    assert settings.database_url and settings.redis_url
+    services = await open_services(settings, settings.database_url, settings.redis_url, stack)
+    transport = httpx.ASGITransport(app=build_app(services))
+    return await stack.enter_async_context(
+        httpx.AsyncClient(transport=transport, base_url="http://c")
+    )
 
 
 async def test_similar_without_a_trained_model_answers_from_the_catalog(
