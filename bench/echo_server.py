@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     app = Starlette(routes=[Route("/api/v1/events/watch", echo_watch, methods=["POST"])])
-    uvloop.run(server(app, "127.0.0.1", args.port).serve())
+    uvloop.run(server(app, "127.0.0.1", args.port, guard=False).serve())
 
 
 if __name__ == "__main__":

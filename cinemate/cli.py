@@ -74,6 +74,7 @@ async def _running(
 
 async def _serve(settings: Settings, host: str, port: int) -> None:
     from cinemate.app import build_app
+    from cinemate.server import HttpLimits
     from cinemate.server import server as http_server
     from cinemate.supervisor import WorkerProcess
 
@@ -87,7 +88,13 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
         worker = WorkerProcess(["--relay"] if settings.kafka_on else []) if child else None
         if worker is not None:
             worker.start()
-        server = http_server(build_app(services), host, port)
+        limits = HttpLimits(
+            header_timeout=settings.http_header_timeout,
+            request_timeout=settings.http_request_timeout,
+            keepalive_timeout=settings.http_keepalive_timeout,
+            max_connections=settings.http_max_connections,
+        )
+        server = http_server(build_app(services), host, port, limits)
         log.info("serving", extra={"host": host, "port": port, "projection_worker": child})
         try:
             await server.serve(sockets=[sock])

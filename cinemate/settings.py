@@ -61,6 +61,12 @@ class Settings:
     # SHA-256 digests of `.pkl` artifacts the operator vouches for (MODEL_SHA256, comma
     # or space separated), beside those `cinemate train` recorded.
     model_sha256: frozenset[str] = frozenset()
+    # HTTP connection limits (cinemate.server.HttpLimits): seconds for a request's
+    # headers, for the whole request, for an idle kept-alive connection; connections.
+    http_header_timeout: float = 10.0
+    http_request_timeout: float = 30.0
+    http_keepalive_timeout: int = 5
+    http_max_connections: int = 1000
 
     @property
     def kafka_on(self) -> bool:
@@ -87,6 +93,10 @@ class Settings:
             projection_batch_size=int(env.get("CINEMATE_PROJECTION_BATCH") or 1000),
             projection_source=_source(env.get("CINEMATE_PROJECTION_SOURCE") or "store", kafka),
             projections_in_process=_flag(env, "CINEMATE_PROJECTIONS_IN_PROCESS", default=False),
+            http_header_timeout=float(env.get("CINEMATE_HTTP_HEADER_TIMEOUT") or 10.0),
+            http_request_timeout=float(env.get("CINEMATE_HTTP_REQUEST_TIMEOUT") or 30.0),
+            http_keepalive_timeout=int(env.get("CINEMATE_HTTP_KEEPALIVE_TIMEOUT") or 5),
+            http_max_connections=int(env.get("CINEMATE_HTTP_MAX_CONNECTIONS") or 1000),
             model_sha256=frozenset(
                 d.lower() for d in (env.get("MODEL_SHA256") or "").replace(",", " ").split()
             ),

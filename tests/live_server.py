@@ -18,6 +18,15 @@ from tests.test_cli_serve import free_port, wait_ready
 @contextmanager
 def live_server(settings: Settings, data_dir: Path, **env: str) -> Iterator[str]:
     """Yields the base URL; the service's output goes to data_dir/serve.log."""
+    with live_process(settings, data_dir, **env) as (url, _):
+        yield url
+
+
+@contextmanager
+def live_process(
+    settings: Settings, data_dir: Path, **env: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The base URL and the `cinemate serve` process (for its memory, say)."""
     port = free_port()
     environment = {
         **os.environ,
@@ -38,7 +47,7 @@ def live_server(settings: Settings, data_dir: Path, **env: str) -> Iterator[str]
         )
         try:
             wait_ready(port, process)
-            yield f"http://127.0.0.1:{port}"
+            yield f"http://127.0.0.1:{port}", process
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(30)
