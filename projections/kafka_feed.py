@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Awaitable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
+import aiokafka
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -24,6 +26,79 @@ from event_store.feed import StoredRecord
 from schema import events, topics
 
 log = logging.getLogger("cinemate.kafka")
+T = TypeVar("T")
+
+# While a broker is unreachable aiokafka logs every reconnect attempt (about 20 lines a
+# second); each of its messages is let through once per this many seconds, with the
+# count of those held back.
+AIOKAFKA_LOG_EVERY_SECONDS = 30.0
+# Kafka work taking longer than this is an outage worth one line of ours.
+SLOW_SECONDS = 5.0
+
+
+class RateLimited(logging.Filter):
+    """One record per logger and message template per `every` seconds; the next one let
+    through says how many were held back (its `suppressed` field)."""
+
+    def __init__(self, every: float) -> None:
+        super().__init__()
+        self.every = every
+        self._last: dict[tuple[str, str], float] = {}
+        self._held: dict[tuple[str, str], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, str(record.msg))
+        now = time.monotonic()
+        if now - self._last.get(key, float("-inf")) < self.every:
+            self._held[key] = self._held.get(key, 0) + 1
+            return False
+        self._last[key] = now
+        if held := self._held.pop(key, 0):
+            record.suppressed = held
+        return True
+
+
+def _rate_limit_aiokafka() -> None:
+    limit = RateLimited(AIOKAFKA_LOG_EVERY_SECONDS)
+    names = [aiokafka.__name__] + [
+        name for name in logging.root.manager.loggerDict if name.startswith("aiokafka.")
+    ]
+    for name in names:
+        logging.getLogger(name).addFilter(limit)
+
+
+_rate_limit_aiokafka()
+
+
+async def patiently(work: Awaitable[T], doing: str, retry: str) -> T:
+    """Await Kafka work; if it takes longer than SLOW_SECONDS (a broker unreachable:
+    aiokafka retries inside, quietly now), say so once, and once more when it is done."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), SLOW_SECONDS)
+    except TimeoutError:
+        pass
+    started = time.monotonic() - SLOW_SECONDS
+    log.warning(
+        "kafka unreachable: %s has waited %.0f s; %s",
+        doing,
+        SLOW_SECONDS,
+        retry,
+        extra={"doing": doing},
+    )
+    try:
+        result = await task
+    except BaseException:
+        task.cancel()
+        raise
+    log.warning(
+        "kafka reachable again: %s done after %.1f s",
+        doing,
+        time.monotonic() - started,
+        extra={"doing": doing},
+    )
+    return result
+
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -46,7 +121,9 @@ def to_message(record: StoredRecord) -> tuple[bytes, list[tuple[str, bytes]]]:
             "occurred_at": event.timestamp,
             "recorded_at": record.recorded_at,
             "payload": events.payload_of(event),
-        }
+        },
+        # Times as the HTTP answers write them: `Z`, not `+00:00`.
+        option=orjson.OPT_UTC_Z,
     )
     headers = [
         ("event_id", str(record.event_id).encode()),

@@ -22,12 +22,22 @@ from aiokafka import AIOKafkaProducer
 from event_store import locks
 from event_store.feed import StoredRecord, read_after
 from projections import checkpoints, retry
-from projections.kafka_feed import ensure_topics, new_producer, stop_quietly, to_message
+from projections.kafka_feed import (
+    ensure_topics,
+    new_producer,
+    patiently,
+    stop_quietly,
+    to_message,
+)
 from schema import topics
 
 log = logging.getLogger("cinemate.relay")
 
 RELAY = "kafka_relay"
+RETRYING = (
+    "the producer retries until its request timeout, then the relay reconnects,"
+    f" backing off {retry.FIRST_WAIT} s doubling to {retry.MAX_WAIT:.0f} s"
+)
 
 AUDIT_SQL = """
 INSERT INTO audit_batches
@@ -68,11 +78,15 @@ class OutboxRelay:
             )
             if not rows:
                 return 0
-            deliveries = [
-                await producer.send(row["topic"], row["value"], key=row["key"].encode())
-                for row in rows
-            ]
-            await asyncio.gather(*deliveries)
+
+            async def send() -> None:
+                deliveries = [
+                    await producer.send(row["topic"], row["value"], key=row["key"].encode())
+                    for row in rows
+                ]
+                await asyncio.gather(*deliveries)
+
+            await patiently(send(), f"publishing {len(rows)} outbox messages", RETRYING)
             await conn.execute(
                 "DELETE FROM kafka_outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
             )
@@ -88,7 +102,11 @@ class OutboxRelay:
             if not records:
                 await checkpoints.set_state(conn, RELAY, "running")
                 return 0
-            await self._publish(producer, records)
+            await patiently(
+                self._publish(producer, records),
+                f"publishing {len(records)} events",
+                RETRYING,
+            )
             first, last = records[0].checkpoint, records[-1].checkpoint
             await checkpoints.save(conn, RELAY, last)
             await conn.execute(
@@ -124,6 +142,8 @@ class OutboxRelay:
                         pass
                     while await self.publish_outbox(producer):
                         pass
+                    if failures:
+                        log.warning("relay publishing again", extra={"attempts": failures})
                     failures = 0
                     try:
                         async with asyncio.timeout(idle_seconds):
@@ -135,11 +155,15 @@ class OutboxRelay:
                 raise
             except Exception as exc:
                 failures += 1
-                log.warning(
-                    "relay cannot publish; will retry",
+                backoff = retry.wait_after(failures)
+                # One warning per outage, not one per attempt.
+                (log.warning if failures == 1 else log.debug)(
+                    "relay cannot publish; retrying in %.1f s, backing off up to %.0f s",
+                    backoff,
+                    retry.MAX_WAIT,
                     extra={"error": repr(exc), "attempt": failures},
                 )
                 await self._report(f"retrying: {type(exc).__name__}")
-                await asyncio.sleep(retry.wait_after(failures))
+                await asyncio.sleep(backoff)
             finally:
                 await stop_quietly(producer)

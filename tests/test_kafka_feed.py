@@ -58,6 +58,14 @@ def test_a_message_carries_the_record_there_and_back() -> None:
     assert event.timestamp == AT
 
 
+def test_message_times_are_written_as_the_api_writes_them() -> None:
+    """One format for times everywhere: RFC 3339 with `Z`, as the HTTP answers have."""
+    record = stored(watched())
+    envelope = orjson.loads(to_message(record)[0])
+    assert envelope["occurred_at"] == envelope["recorded_at"] == "2026-11-26T10:00:00Z"
+    assert from_message(*to_message(record)).recorded_at == AT
+
+
 def test_an_older_schema_version_is_upcast_on_the_way_in() -> None:
     record = stored(watched())
     value, headers = to_message(record)
