@@ -170,8 +170,10 @@ class ReloadRequest(BaseModel):
     path: str | None = Field(
         default=None,
         pattern=ARTIFACT_PATH_PATTERN,
-        description="Artifact to load (.npz, .pkl or .onnx); MODEL_PATH or the newest in"
-        " the data dir if absent or null",
+        description="Artifact to load (.npz, .pkl or .onnx), in the models dir (a relative"
+        " path is taken from there) or at MODEL_PATH; a .pkl only if its SHA-256 is pinned"
+        " or recorded by training. Absent or null: MODEL_PATH, else the newest artifact"
+        " in the models dir that loads",
     )
 
 
