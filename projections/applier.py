@@ -134,9 +134,7 @@ class Applier:
         """Apply each projection the records past its checkpoint in `marks_from`. Live
         tables skip what the applied-stream marks hold; a rebuild's shadows take all."""
         fresh = (
-            not_applied(records, await load_marks(conn, records))
-            if self.live
-            else list(records)
+            not_applied(records, await load_marks(conn, records)) if self.live else list(records)
         )
         changes = []
         for projection, target, mark in zip(
@@ -144,9 +142,7 @@ class Applier:
         ):
             mine = [r for r in fresh if r.checkpoint > mark]
             changes.append(
-                await projection.apply(
-                    conn, Batch.of(mine), target.tables, defer=not target.live
-                )
+                await projection.apply(conn, Batch.of(mine), target.tables, defer=not target.live)
                 if mine
                 else Changes()
             )

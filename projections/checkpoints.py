@@ -31,8 +31,7 @@ async def load(conn: asyncpg.Connection, names: Sequence[str]) -> list[Checkpoin
     """The checkpoints of these names, in order (the start of the store for a new one)."""
     rows = {r["name"]: r for r in await conn.fetch(LOAD_SQL, list(names))}
     return [
-        Checkpoint(rows[n]["tx"], rows[n]["position"]) if n in rows else Checkpoint()
-        for n in names
+        Checkpoint(rows[n]["tx"], rows[n]["position"]) if n in rows else Checkpoint() for n in names
     ]
 
 

@@ -70,33 +70,41 @@ def _rate_limit_aiokafka() -> None:
 _rate_limit_aiokafka()
 
 
-async def patiently(work: Awaitable[T], doing: str, retry: str) -> T:
+class Outage:
+    """One warning when a Kafka client (the relay, say) finds Kafka unreachable (saying
+    what waits and how it retries), one when Kafka answers again: not one per attempt."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    def begin(self, message: str, *args: object, **extra: object) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            log.warning(message, *args, extra=extra)
+
+    def end(self) -> None:
+        if self.since is not None:
+            log.warning("kafka reachable again after %.1f s", time.monotonic() - self.since)
+            self.since = None
+
+
+async def patiently(work: Awaitable[T], outage: Outage, doing: str, retry: str) -> T:
     """Await Kafka work; if it takes longer than SLOW_SECONDS (a broker unreachable:
-    aiokafka retries inside, quietly now), say so once, and once more when it is done."""
+    aiokafka retries inside, quietly now), the outage begins (see Outage), and ends when
+    work completes."""
     task = asyncio.ensure_future(work)
     try:
-        return await asyncio.wait_for(asyncio.shield(task), SLOW_SECONDS)
+        result = await asyncio.wait_for(asyncio.shield(task), SLOW_SECONDS)
     except TimeoutError:
-        pass
-    started = time.monotonic() - SLOW_SECONDS
-    log.warning(
-        "kafka unreachable: %s has waited %.0f s; %s",
-        doing,
-        SLOW_SECONDS,
-        retry,
-        extra={"doing": doing},
-    )
-    try:
-        result = await task
-    except BaseException:
-        task.cancel()
-        raise
-    log.warning(
-        "kafka reachable again: %s done after %.1f s",
-        doing,
-        time.monotonic() - started,
-        extra={"doing": doing},
-    )
+        outage.begin(
+            "kafka unreachable: %s has waited %.0f s; %s", doing, SLOW_SECONDS, retry, doing=doing
+        )
+        try:
+            result = await task
+        except BaseException:
+            task.cancel()
+            raise
+    outage.end()
     return result
 
 

@@ -23,6 +23,7 @@ from event_store import locks
 from event_store.feed import StoredRecord, read_after
 from projections import checkpoints, retry
 from projections.kafka_feed import (
+    Outage,
     ensure_topics,
     new_producer,
     patiently,
@@ -52,6 +53,7 @@ class OutboxRelay:
         self.bootstrap = bootstrap
         self.batch_size = batch_size
         self.published = 0
+        self.outage = Outage()
 
     async def _publish(self, producer: AIOKafkaProducer, records: Sequence[StoredRecord]) -> None:
         deliveries = []
@@ -86,7 +88,9 @@ class OutboxRelay:
                 ]
                 await asyncio.gather(*deliveries)
 
-            await patiently(send(), f"publishing {len(rows)} outbox messages", RETRYING)
+            await patiently(
+                send(), self.outage, f"publishing {len(rows)} outbox messages", RETRYING
+            )
             await conn.execute(
                 "DELETE FROM kafka_outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
             )
@@ -104,6 +108,7 @@ class OutboxRelay:
                 return 0
             await patiently(
                 self._publish(producer, records),
+                self.outage,
                 f"publishing {len(records)} events",
                 RETRYING,
             )
@@ -142,8 +147,7 @@ class OutboxRelay:
                         pass
                     while await self.publish_outbox(producer):
                         pass
-                    if failures:
-                        log.warning("relay publishing again", extra={"attempts": failures})
+                    self.outage.end()
                     failures = 0
                     try:
                         async with asyncio.timeout(idle_seconds):
@@ -156,13 +160,15 @@ class OutboxRelay:
             except Exception as exc:
                 failures += 1
                 backoff = retry.wait_after(failures)
-                # One warning per outage, not one per attempt.
-                (log.warning if failures == 1 else log.debug)(
-                    "relay cannot publish; retrying in %.1f s, backing off up to %.0f s",
+                # One warning per outage (unless one was given already), not per attempt.
+                self.outage.begin(
+                    "kafka unreachable: the relay cannot publish; reconnecting in %.1f s,"
+                    " backing off up to %.0f s",
                     backoff,
                     retry.MAX_WAIT,
-                    extra={"error": repr(exc), "attempt": failures},
+                    error=repr(exc),
                 )
+                log.debug("relay retrying", extra={"error": repr(exc), "attempt": failures})
                 await self._report(f"retrying: {type(exc).__name__}")
                 await asyncio.sleep(backoff)
             finally:

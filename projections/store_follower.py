@@ -29,9 +29,7 @@ log = logging.getLogger("cinemate.projections")
 POISON_AFTER_FAILURES = 3
 
 
-async def apply_next(
-    conn: asyncpg.Connection, applier: Applier, limit: int
-) -> tuple[int, Applied]:
+async def apply_next(conn: asyncpg.Connection, applier: Applier, limit: int) -> tuple[int, Applied]:
     """Inside the caller's transaction: the next stretch of the store (how many events
     it read), applied and checkpointed for every target of the applier."""
     marks = await applier.begin(conn)

@@ -51,10 +51,10 @@ async def test_a_broker_outage_is_one_warning_of_ours_and_little_of_aiokafka(
                 await asyncio.sleep(0.2)
     ours = [r for r in during if r.name.startswith("cinemate") and r.levelno >= logging.WARNING]
     theirs = Counter(r.getMessage()[:60] for r in during if r.name.startswith("aiokafka"))
-    assert [r.getMessage() for r in ours if "unreachable" in r.getMessage()] == [
-        "kafka unreachable: publishing 5 events has waited 5 s; the producer retries until"
-        " its request timeout, then the relay reconnects, backing off 0.2 s doubling to 5 s"
-    ], [r.getMessage() for r in ours]
+    assert len(ours) == 1 and ours[0].getMessage().startswith("kafka unreachable: "), [
+        r.getMessage() for r in ours
+    ]
+    assert "backing off" in ours[0].getMessage()
     assert sum(theirs.values()) <= 12, theirs  # a few distinct messages, each once
     assert any("reachable again" in r.getMessage() for r in caplog.records)
     print(f"12 s of outage: {len(ours)} lines of ours, aiokafka {dict(theirs)}")
