@@ -174,7 +174,41 @@ def summary(report: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def prepare(args: argparse.Namespace, work: Path, env: dict[str, str]) -> Path:
+def trained_service(
+    data: Path, work: Path, max_items: int = 0
+) -> tuple[subprocess.Popen[bytes], int]:
+    """`cinemate import` + `cinemate train` into a fresh data dir under `work`, then
+    `cinemate serve` on it (the default layout), ready and caught up. (process, port)"""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "MODEL_PATH")
+    }
+    env.update(CINEMATE_DATA_DIR=str(work / "data"), LOG_LEVEL="WARNING")
+    cli = [sys.executable, "-m", "cinemate.cli"]
+    train = ["train"]
+    if max_items:
+        train += ["--max-items", str(max_items)]
+    for step in (["import", "--movielens", str(data)], train):
+        began = time.monotonic()
+        done = subprocess.run([*cli, *step], env=env, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(done.stderr[-2000:])
+        last = done.stdout.strip().splitlines()[-1]
+        print(f"{' '.join(step[:2])}: {time.monotonic() - began:.0f} s; {last}", flush=True)
+    port = free_port()
+    service = start([*cli, "serve", "--port", str(port)], env, work / "serve.log")
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/api/v1/health/ready")
+        wait_projecting(port)
+        caught_up(port)
+    except BaseException:
+        stop(service)
+        raise
+    return service, port
+
+
+def prepare(args: argparse.Namespace, work: Path) -> Path:
     """The data folder to import: --data, or a generated catalog of --items movies."""
     if not args.items:
         data: Path = args.data
@@ -211,38 +245,20 @@ def main() -> None:
     vegeta = vegeta_path()
 
     work = Path(tempfile.mkdtemp(prefix="cinemate-rec-"))
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "MODEL_PATH")
-    }
-    env.update(CINEMATE_DATA_DIR=str(work / "data"), LOG_LEVEL="WARNING")
-    data = prepare(args, work, env)
+    data = prepare(args, work)
     users, movies, genres = read_catalog(data)
-    cli = [sys.executable, "-m", "cinemate.cli"]
-    train = ["train"]
-    if args.items:
-        train += ["--max-items", str(args.items)]
-    for step in (["import", "--movielens", str(data)], train):
-        began = time.monotonic()
-        done = subprocess.run([*cli, *step], env=env, cwd=ROOT, capture_output=True, text=True)
-        if done.returncode:
-            raise SystemExit(done.stderr[-2000:])
-        print(f"{' '.join(step[:2])}: {time.monotonic() - began:.0f} s; "
-              f"{done.stdout.strip().splitlines()[-1]}", flush=True)
-    port = free_port()
+    service, port = trained_service(data, work, args.items)
     base = f"http://127.0.0.1:{port}"
-    service = start([*cli, "serve", "--port", str(port)], env, work / "serve.log")
     phases = ["live", *(args.only or ["recommend", "similar", "popular"])]
     count = int(args.rate * args.seconds)
     runs: dict[str, dict[str, float]] = {}
     try:
-        wait_ready(f"{base}/api/v1/health/ready")
-        wait_projecting(port)
-        caught_up(port)
         info = httpx.get(f"{base}/model/info", timeout=5).json()
-        print(f"model {info['version']}: {info['items']:,} items; {len(users):,} users, "
-              f"{len(movies):,} movies in the catalog", flush=True)
+        print(
+            f"model {info['version']}: {info['items']:,} items; {len(users):,} users, "
+            f"{len(movies):,} movies in the catalog",
+            flush=True,
+        )
         for kind in phases:  # warm up: connections, prepared statements, caches of code
             urls = target_urls(base, kind, 400, users, movies, genres, args.seed + 1)
             drained(base)
@@ -261,10 +277,10 @@ def main() -> None:
         "popular": "GET popular",
     }
     targets = {"recommend": 10.0, "similar": 5.0, "popular": 5.0}
-    print(f"vegeta, open loop at {args.rate:,.0f}/s for {args.seconds:.0f} s each, "
-          f"timeout {TIMEOUT}")
-    print(f"{'':<36} {'rate':>7} {'p50':>9} {'p99':>9} {'max':>9} {'errors':>7}  "
-          "p99 / baseline")
+    print(
+        f"vegeta, open loop at {args.rate:,.0f}/s for {args.seconds:.0f} s each, timeout {TIMEOUT}"
+    )
+    print(f"{'':<36} {'rate':>7} {'p50':>9} {'p99':>9} {'max':>9} {'errors':>7}  p99 / baseline")
     live = runs["live"]
     for kind in phases:
         run = runs[kind]
@@ -278,10 +294,29 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def service_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants, in MB (from /proc)."""
-    from bench.soak import tree_rss
+def tree_rss(pid: int) -> dict[int, int]:
+    """Resident bytes of `pid` and each of its descendants (Linux /proc), by pid."""
+    out: dict[int, int] = {}
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                out[current] = int(line.split()[1]) * 1024
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            children = []
+        pending.extend(int(c) for c in children)
+    return out
 
+
+def service_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MB."""
     return sum(tree_rss(pid).values()) / 2**20
 
 
