@@ -213,11 +213,25 @@ class TrainedModel:
         the answer is still useful (the caller may prefer its own cold-start path).
         """
         rows, weights = self.user_vector(history)
+        allowed_at = None if allowed is None else self.indices(allowed)
+        return self.rank(rows, weights, k, self.indices(exclude), allowed_at)
+
+    def rank(
+        self,
+        rows: np.ndarray,
+        weights: np.ndarray,
+        k: int,
+        excluded: np.ndarray,
+        allowed: np.ndarray | None = None,
+    ) -> list[tuple[str, float]]:
+        """`recommend` from a user vector already read (`user_vector`) and item indices
+        (`indices`): the serving path keeps the vector of a user's state and the indices
+        of a genre, and ranks from them with exactly this arithmetic."""
         if len(rows) == 0:
             scores = self.popularity.astype(np.float64)
         else:
             scores = np.asarray(self.scorer(rows, weights), dtype=np.float64).reshape(-1)
-        return self._top(scores, k, exclude, allowed)
+        return self._top_at(scores, k, excluded, allowed)
 
     def popular(
         self,
@@ -245,17 +259,29 @@ class TrainedModel:
         exclude: Iterable[str],
         allowed: Iterable[str] | None,
     ) -> list[tuple[str, float]]:
-        scores = scores.copy()
-        if allowed is not None:
-            keep = self._indices(allowed)
-            masked = np.full_like(scores, -np.inf)
-            masked[keep] = scores[keep]
-            scores = masked
-        scores[self._indices(exclude)] = -np.inf
-        return [(self.item_ids[i], float(scores[i])) for i in top_k(scores, k)]
+        allowed_at = None if allowed is None else self.indices(allowed)
+        return self._top_at(scores, k, self.indices(exclude), allowed_at)
 
-    def _indices(self, movie_ids: Iterable[str]) -> np.ndarray:
-        found = [self._index[m] for m in movie_ids if m in self._index]
+    def _top_at(
+        self,
+        scores: np.ndarray,
+        k: int,
+        excluded: np.ndarray,
+        allowed: np.ndarray | None,
+    ) -> list[tuple[str, float]]:
+        if allowed is not None:
+            masked = np.full_like(scores, -np.inf)
+            masked[allowed] = scores[allowed]
+            scores = masked
+        else:
+            scores = scores.copy()
+        scores[excluded] = -np.inf
+        return [(self.item_ids[i], float(scores[i])) for i in top_k(scores, k).tolist()]
+
+    def indices(self, movie_ids: Iterable[str]) -> np.ndarray:
+        """int64 indices of the movies this model knows (the others are left out)."""
+        index = self._index
+        found = [i for m in movie_ids if (i := index.get(m)) is not None]
         return np.asarray(found, dtype=np.int64)
 
 
