@@ -8,7 +8,7 @@ checks at most every REFRESH_SECONDS."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 
@@ -34,6 +34,15 @@ class GenreLookup:
 
     def movies_in(self, genre: str) -> frozenset[str]:
         return self._by_genre.get(genre.lower(), frozenset())
+
+    @property
+    def version(self) -> int | None:
+        """The catalog version the copy in memory was read at (None before the first)."""
+        return self._version
+
+    def genre_map(self) -> Mapping[str, tuple[str, ...]]:
+        """Every catalog movie's genres (read only: the copy in memory itself)."""
+        return self._genres
 
     def genre_named(self, text: str) -> str | None:
         """The catalog genre a search text names, if any ("comedy" -> "Comedy")."""
