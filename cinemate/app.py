@@ -53,6 +53,7 @@ from query_side.http import QueryServices, query_routes
 from query_side.model_metrics import model_metrics, model_metrics_routes
 from query_side.model_serving import ModelHolder, trusted_pickles
 from query_side.recommend_http import RecommendServices, recommend_routes
+from query_side.recommendation_log import RecommendationLog
 from schema import openapi
 from schema.cache import FeatureCache
 from schema.responses import ComponentHealth
@@ -80,6 +81,7 @@ class Services:
     listener: StoreListener | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     rebuilds: dict[str, asyncio.Task[int]] = field(default_factory=dict)
+    recommendation_log: RecommendationLog | None = None
 
 
 def models_dir(settings: Settings) -> Path:
@@ -205,6 +207,9 @@ async def open_services(
         metrics=metrics,
     )
     stack.push_async_callback(lambda: _cancel([*services.tasks, *services.rebuilds.values()]))
+    services.recommendation_log = RecommendationLog(pool)
+    services.recommendation_log.start()
+    stack.push_async_callback(services.recommendation_log.stop)
     if load_model:
         services.models.trusted_pickles = trusted_pickles(pool, settings.model_sha256)
         await services.models.load_initial(settings.model_path, models_dir(settings))
@@ -381,6 +386,7 @@ def build_app(services: Services) -> ServiceApp:
             models_dir=models_dir(services.settings),
             model_path=services.settings.model_path,
             admin_token=services.settings.admin_token,
+            records=services.recommendation_log,
         ),
         services.settings.admin_token,
     )

@@ -48,10 +48,15 @@ class GenreLookup:
         """The catalog genre a search text names, if any ("comedy" -> "Comedy")."""
         return self._genre_names.get(text.strip().lower())
 
+    def stale(self) -> bool:
+        """Whether a `refresh` (not `current`) would look for a change now: readers that
+        have no connection at hand acquire one only then."""
+        return time.monotonic() - self._loaded_at >= REFRESH_SECONDS
+
     async def refresh(self, conn: asyncpg.Connection, *, current: bool = False) -> None:
         """Reload if the catalog changed; `current`: check now, else at most every
         REFRESH_SECONDS."""
-        if not current and time.monotonic() - self._loaded_at < REFRESH_SECONDS:
+        if not current and not self.stale():
             return
         # Claim this refresh before awaiting, so concurrent callers keep using the
         # current copy instead of all reloading the catalog at once.

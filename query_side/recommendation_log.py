@@ -76,7 +76,7 @@ class RecommendationLog:
         if self._task is None:
             return
         while not self._queue.empty():
-            await self._flush(self._take())
+            await self._flush(self._take(self.max_batch))
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -92,16 +92,16 @@ class RecommendationLog:
         await self._queue.put((record, done))
         await done
 
-    def _take(self) -> list[tuple[Record, asyncio.Future[None]]]:
+    def _take(self, most: int) -> list[tuple[Record, asyncio.Future[None]]]:
         batch: list[tuple[Record, asyncio.Future[None]]] = []
-        while len(batch) < self.max_batch and not self._queue.empty():
+        while len(batch) < most and not self._queue.empty():
             batch.append(self._queue.get_nowait())
         return batch
 
     async def _run(self) -> None:
         while True:
             first = await self._queue.get()
-            await self._flush([first, *self._take()])
+            await self._flush([first, *self._take(self.max_batch - 1)])
 
     async def _flush(self, batch: list[tuple[Record, asyncio.Future[None]]]) -> None:
         if not batch:
