@@ -214,24 +214,27 @@ class TrainedModel:
         """
         rows, weights = self.user_vector(history)
         allowed_at = None if allowed is None else self.indices(allowed)
-        return self.rank(rows, weights, k, self.indices(exclude), allowed_at)
+        return self.rank(self.raw_scores(rows, weights), k, self.indices(exclude), allowed_at)
+
+    def raw_scores(self, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """The scores `recommend` ranks a user vector by, as the scorer gives them
+        (popularity for an empty vector); `rank` reads them as float64."""
+        if len(rows) == 0:
+            return self.popularity
+        return np.asarray(self.scorer(rows, weights)).reshape(-1)
 
     def rank(
         self,
-        rows: np.ndarray,
-        weights: np.ndarray,
+        raw_scores: np.ndarray,
         k: int,
         excluded: np.ndarray,
         allowed: np.ndarray | None = None,
     ) -> list[tuple[str, float]]:
-        """`recommend` from a user vector already read (`user_vector`) and item indices
-        (`indices`): the serving path keeps the vector of a user's state and the indices
-        of a genre, and ranks from them with exactly this arithmetic."""
-        if len(rows) == 0:
-            scores = self.popularity.astype(np.float64)
-        else:
-            scores = np.asarray(self.scorer(rows, weights), dtype=np.float64).reshape(-1)
-        return self._top_at(scores, k, excluded, allowed)
+        """`recommend` from a user's scores already computed (`raw_scores`) and item
+        indices (`indices`): the serving path keeps a user's scores per state and the
+        indices of a genre, and ranks from them with exactly this arithmetic."""
+        scores = raw_scores.astype(np.float64)  # a copy, masked in place below
+        return self._top_at(scores, k, excluded, allowed, copied=True)
 
     def popular(
         self,
@@ -268,12 +271,14 @@ class TrainedModel:
         k: int,
         excluded: np.ndarray,
         allowed: np.ndarray | None,
+        *,
+        copied: bool = False,
     ) -> list[tuple[str, float]]:
         if allowed is not None:
             masked = np.full_like(scores, -np.inf)
             masked[allowed] = scores[allowed]
             scores = masked
-        else:
+        elif not copied:
             scores = scores.copy()
         scores[excluded] = -np.inf
         return [(self.item_ids[i], float(scores[i])) for i in top_k(scores, k).tolist()]

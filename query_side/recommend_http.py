@@ -284,8 +284,7 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
                 else None
             )
             ranked = [
-                (m, round(s, 6))
-                for m, s in model.rank(vector.rows, vector.weights, limit, excluded, allowed_at)
+                (m, round(s, 6)) for m, s in model.rank(vector.scores, limit, excluded, allowed_at)
             ]
             strategy = "personalized"
             rankings.put(key, (strategy, ranked))

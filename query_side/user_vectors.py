@@ -1,10 +1,12 @@
 """A user's state read by the served model, once per state: what a fresh ranking needs.
 
-A personal ranking is `TrainedModel.rank` over (rows, weights) of the user's newest
-movies and the indices of the movies not recommended again. Both depend only on the
-user's folded state and the model, never on the request, so they are read once per
-(user, store position of the user's last event, model) and kept in a cache bounded in
-bytes; every request still scores and ranks afresh (its limit, genre and exclude list).
+A personal ranking is `TrainedModel.rank` over the scores of the user's vector (the
+weighted rows of their newest movies) and the indices of the movies not recommended
+again. Both depend only on the user's folded state and the model, never on the request,
+so they are computed once per (user, store position of the user's last event, model) and
+kept in a cache bounded in bytes; every request still ranks afresh (its limit, genre and
+exclude list), and any new event of the user makes the next request read and score the
+new state.
 
 Reading a state is cheap even for users with thousands of movies: the model reads only
 its `max_history` newest, so the movies are first narrowed with string comparisons on
@@ -35,16 +37,17 @@ _SECONDS = 19
 
 @dataclass(frozen=True, slots=True)
 class UserVector:
-    """What `TrainedModel.rank` needs of one user's state, for one model."""
+    """What `TrainedModel.rank` needs of one user's state, for one model: the scores of
+    every item (`TrainedModel.raw_scores` of the user vector; the model's popularity
+    array itself when no newest movie is known) and the indices of the movies seen."""
 
-    rows: np.ndarray
-    weights: np.ndarray
+    scores: np.ndarray
     seen: np.ndarray
 
     @property
     def nbytes(self) -> int:
-        arrays = self.rows.nbytes + self.weights.nbytes + self.seen.nbytes
-        return arrays + 3 * sys.getsizeof(self.rows) + sys.getsizeof(self)
+        arrays = self.scores.nbytes + self.seen.nbytes
+        return arrays + 2 * sys.getsizeof(self.seen) + sys.getsizeof(self)
 
 
 def newest_part(items: Mapping[str, Mapping[str, Any]], limit: int) -> list[HistoryItem] | None:
@@ -102,7 +105,7 @@ def read(model: TrainedModel, state: Mapping[str, Any] | None) -> UserVector | N
         if not any(model.index_of(h.movie_id) is not None for h in history):
             return None
     seen = model.indices(seen_movies(state))
-    return UserVector(rows, weights, seen)
+    return UserVector(model.raw_scores(rows, weights), seen)
 
 
 Key = tuple[str, str]  # (user id, model sha256)

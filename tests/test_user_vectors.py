@@ -128,7 +128,7 @@ def served(
         return None
     excluded = np.concatenate([vector.seen, model.indices(exclude)])
     allowed_at = None if allowed is None else model.indices(allowed)
-    ranked = model.rank(vector.rows, vector.weights, k, excluded, allowed_at)
+    ranked = model.rank(vector.scores, k, excluded, allowed_at)
     return [(m, round(s, 6)) for m, s in ranked]
 
 
@@ -217,9 +217,7 @@ def test_random_streams_rank_alike(seed: int, size: int, k: int) -> None:
 
 def test_cache_is_bounded_in_bytes_and_keyed_by_position() -> None:
     cache = user_vectors.UserVectorCache(max_bytes=50_000)
-    vector = user_vectors.UserVector(
-        np.arange(100, dtype=np.int64), np.ones(100), np.arange(200, dtype=np.int64)
-    )
+    vector = user_vectors.UserVector(np.ones(100, dtype=np.float32), np.arange(200))
     for user in range(200):
         cache.put((f"u{user}", "sha"), 7, vector)
     assert cache.held_bytes <= 50_000
