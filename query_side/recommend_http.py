@@ -145,6 +145,8 @@ class RecommendServices:
     admin_token: str | None
     # Started by the service (group commit); without one, each record is inserted alone.
     records: RecommendationLog | None = None
+    # For the plain SELECTs of recommend and similar (database.create_pool reads_only).
+    reads: asyncpg.Pool | None = None
 
 
 class GenreIndices:
@@ -204,11 +206,12 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
     vectors = user_vectors.UserVectorCache()
     genre_indices = GenreIndices()
     records = services.records or RecommendationLog(pool)
+    reads = services.reads or pool
     genre_index: list[recommend.GenreIndex] = []  # the current one, rebuilt per catalog
 
     async def refresh_catalog() -> None:
         if catalog.stale():
-            async with pool.acquire() as conn:
+            async with reads.acquire() as conn:
                 await catalog.refresh(conn)
 
     async def user_state(
@@ -218,7 +221,7 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
         a None vector with a state is a user the model cannot score (a cold start)."""
         key = (user_id, served.sha256) if served is not None else None
         known = vectors.position(key) if key is not None else None
-        async with pool.acquire() as conn:
+        async with reads.acquire() as conn:
             await catalog.refresh(conn)
             row = await conn.fetchrow(STATE_SQL, user_id, -1 if known is None else known)
             if row is not None and row["state"] is None:
@@ -245,7 +248,7 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
         exclude: set[str],
     ) -> list[tuple[str, float]]:
         exclude = exclude | recommend.seen_movies(state)
-        trending = await trending_list.get(pool)
+        trending = await trending_list.get(reads)
         if not trending and served is not None:
             trending = [m for m, _ in served.model.popular(500)]
         searched = [
@@ -330,13 +333,13 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
             # No model, or one trained before this movie arrived: answer from what the
             # service has, the catalog's genres and the trend, for any movie it knows.
             if catalog.title(movie_id) is None:
-                async with pool.acquire() as conn:
+                async with reads.acquire() as conn:
                     known = await conn.fetchval(
                         "SELECT EXISTS (SELECT 1 FROM item_stats WHERE movie_id = $1)", movie_id
                     )
                 if not known:
                     return error_response(404, "not_found", f"no movie {movie_id} is known")
-            trending = await trending_list.get(pool)
+            trending = await trending_list.get(reads)
             ranked = genres_index().similar(movie_id, trending, limit)
             strategy = "genres_by_trend"
         version = served.model.metadata.get("version") if served else POPULARITY_VERSION
