@@ -266,7 +266,11 @@ def main() -> None:
         for kind in phases:
             urls = target_urls(base, kind, count, users, movies, genres, args.seed)
             drained(base)
+            cpu = cpu_seconds(service.pid)
             runs[kind] = summary(attack(vegeta, work, kind, urls, args.rate, args.seconds))
+            # The API process's own CPU per request: unlike latency on a shared machine,
+            # it hardly depends on what else runs there.
+            runs[kind]["cpu_us"] = (cpu_seconds(service.pid) - cpu) / runs[kind]["requests"] * 1e6
         rss = service_rss_mb(service.pid)
     finally:
         stop(service)
@@ -280,14 +284,18 @@ def main() -> None:
     print(
         f"vegeta, open loop at {args.rate:,.0f}/s for {args.seconds:.0f} s each, timeout {TIMEOUT}"
     )
-    print(f"{'':<36} {'rate':>7} {'p50':>9} {'p99':>9} {'max':>9} {'errors':>7}  p99 / baseline")
+    print(
+        f"{'':<36} {'rate':>7} {'p50':>9} {'p99':>9} {'max':>9} {'errors':>7} "
+        f"{'API CPU/req':>11}  p99 / baseline"
+    )
     live = runs["live"]
     for kind in phases:
         run = runs[kind]
         target = f"  (target p99 <= {targets[kind]:.0f} ms)" if kind in targets else ""
         print(
             f"{names[kind]:<36} {run['rate']:>7,.0f} {run['p50_ms']:>7.2f}ms "
-            f"{run['p99_ms']:>7.2f}ms {run['max_ms']:>7.1f}ms {run['errors']:>7.0f}  "
+            f"{run['p99_ms']:>7.2f}ms {run['max_ms']:>7.1f}ms {run['errors']:>7.0f} "
+            f"{run['cpu_us']:>9.0f}us  "
             f"{run['p99_ms'] / live['p99_ms']:>6.1f} x{target}"
         )
     print(f"service RSS after the run (serve and its children): {rss:,.0f} MB")
@@ -313,6 +321,15 @@ def tree_rss(pid: int) -> dict[int, int]:
             children = []
         pending.extend(int(c) for c in children)
     return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) one process has used so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def service_rss_mb(pid: int) -> float:
