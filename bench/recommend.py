@@ -15,7 +15,8 @@ server shows its queueing delay). One run, one server, one phase after the other
 
 Targets (SPEC, Performance): recommend p99 <= 10 ms, similar and popular p99 <= 5 ms,
 all at 1,000 req/s with 0 errors. `--items N` benches a generated catalog of N movies
-instead (bench/synthetic_movielens.py's `tastes` scenario, trained with max_items = N).
+instead (bench/synthetic_movielens.py's `tastes` viewers) with a model over all of them
+(see `large_model`: `cinemate train` caps its vocabulary at 4,000 items).
 
     python -m bench.recommend [--data DIR | --items 20000] [--rate 1000] [--seconds 15]
 
@@ -175,10 +176,11 @@ def summary(report: dict[str, Any]) -> dict[str, float]:
 
 
 def trained_service(
-    data: Path, work: Path, max_items: int = 0
+    data: Path, work: Path, every_item: bool = False
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """`cinemate import` + `cinemate train` into a fresh data dir under `work`, then
-    `cinemate serve` on it (the default layout), ready and caught up. (process, port)"""
+    """`cinemate import` + `cinemate train` into a fresh data dir under `work` (or, with
+    `every_item`, `large_model` instead of training), then `cinemate serve` on it (the
+    default layout), ready and caught up. (process, port)"""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -186,10 +188,12 @@ def trained_service(
     }
     env.update(CINEMATE_DATA_DIR=str(work / "data"), LOG_LEVEL="WARNING")
     cli = [sys.executable, "-m", "cinemate.cli"]
-    train = ["train"]
-    if max_items:
-        train += ["--max-items", str(max_items)]
-    for step in (["import", "--movielens", str(data)], train):
+    for step in (["import", "--movielens", str(data)], [] if every_item else ["train"]):
+        if not step:
+            began = time.monotonic()
+            path = large_model(data, work / "data" / "models")
+            print(f"model over every movie: {time.monotonic() - began:.0f} s; {path.name}")
+            continue
         began = time.monotonic()
         done = subprocess.run([*cli, *step], env=env, cwd=ROOT, capture_output=True, text=True)
         if done.returncode:
@@ -209,15 +213,72 @@ def trained_service(
 
 
 def prepare(args: argparse.Namespace, work: Path) -> Path:
-    """The data folder to import: --data, or a generated catalog of --items movies."""
+    """The data folder to import: --data, or a generated catalog of --items movies
+    (bench/synthetic_movielens' `tastes` viewers over that many films)."""
     if not args.items:
         data: Path = args.data
         return data
-    from bench import synthetic_movielens
+    import numpy as np
 
+    from bench import synthetic_movielens as synthetic
+
+    rng = np.random.default_rng(args.seed)
+    catalog, log = synthetic.generate_tastes(rng, n_users=args.users, n_movies=args.items)
     out = work / "synthetic"
-    synthetic_movielens.write_large(out, args.items, seed=12)
+    synthetic.write_folder(out, catalog, log, rng)
     return out
+
+
+def large_model(data: Path, models: Path) -> Path:
+    """A model over every movie of `data`, written where `cinemate serve` looks.
+
+    `cinemate train` caps its vocabulary (Params.max_items, 4,000: EASE inverts an
+    items x items matrix, O(n^3)); serving cost depends only on the model's shape, so
+    this one is one item x item block of normalised co-occurrences (cosine), as dense as
+    a trained EASE block and read with the default history weights."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from model.artifacts import save_model
+    from model.params import Params
+    from model.recommender import TrainedModel
+
+    with open(data / "movies.csv", newline="") as handle:
+        item_ids = [row["movieId"] for row in csv.DictReader(handle)]
+    index = {m: i for i, m in enumerate(item_ids)}
+    users: dict[str, int] = {}
+    rows, cols = [], []
+    with open(data / "ratings.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            rows.append(users.setdefault(row["userId"], len(users)))
+            cols.append(index[row["movieId"]])
+    n = len(item_ids)
+    viewers = sp.csr_matrix(
+        (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(users), n)
+    )
+    matrix = (viewers.T @ viewers).toarray()
+    counts = matrix.diagonal().copy()
+    scale = 1.0 / np.sqrt(np.maximum(counts, 1.0))
+    matrix *= scale[:, None]
+    matrix *= scale[None, :]
+    np.fill_diagonal(matrix, 0.0)
+    params = Params(min_item_users=1, max_items=n, sequence_weight=0.0)
+    version = f"cooccurrence-{n}"
+    metadata = {
+        "version": version,
+        "algorithm": "seqease",
+        "artifact_version": 2,
+        "trained_at": "2026-01-01T00:00:00Z",
+        "params": params.to_dict(),
+        "data_position": None,
+        "metrics": {},
+        "n_items": n,
+        "n_users": len(users),
+        "n_interactions": len(rows),
+        "format": "memory",
+    }
+    model = TrainedModel(item_ids, matrix, counts.astype(np.float32), params, metadata)
+    return save_model(model, models / f"{version}.npz")
 
 
 def main() -> None:
@@ -231,6 +292,9 @@ def main() -> None:
         default=0,
         help="bench a generated catalog of this many movies (and a model over all of "
         "them) instead of --data",
+    )
+    parser.add_argument(
+        "--users", type=int, default=3000, help="viewers of the generated catalog (--items)"
     )
     parser.add_argument("--rate", type=float, default=1000)
     parser.add_argument("--seconds", type=float, default=15)
@@ -247,7 +311,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="cinemate-rec-"))
     data = prepare(args, work)
     users, movies, genres = read_catalog(data)
-    service, port = trained_service(data, work, args.items)
+    service, port = trained_service(data, work, every_item=bool(args.items))
     base = f"http://127.0.0.1:{port}"
     phases = ["live", *(args.only or ["recommend", "similar", "popular"])]
     count = int(args.rate * args.seconds)

@@ -4,7 +4,7 @@ Imports ml-latest-small into a fresh data dir, trains, starts `cinemate serve` (
 layout), then drives it with vegeta (open loop) at a steady total rate for `--minutes`,
 in 30 s rounds; after each round it prints the round's answers and the resident memory
 (RSS) of the service's processes: `cinemate serve` and its children (the projection
-worker), and apart from them the embedded PostgreSQL and Redis. Target (SPEC, issue 12):
+worker), and apart from them the embedded PostgreSQL and Redis (their PSS). Target (SPEC, issue 12):
 the service's processes stay below 1 GB and level off.
 
 The mix, per request (seeded): recommend for a known user with a random limit and one
@@ -93,10 +93,12 @@ def mixed_targets(
     return out
 
 
-def stores_rss(work: Path) -> dict[str, int]:
-    """RSS of the embedded PostgreSQL and Redis processes of this data dir."""
+def stores_pss(work: Path) -> dict[str, int]:
+    """Proportional set size (shared pages split among their sharers) of the embedded
+    PostgreSQL and Redis processes of this data dir: PostgreSQL's backends all map its
+    shared buffers, so a sum of their RSS would count those once per backend."""
     found = {"postgres": 0, "redis": 0}
-    for proc in psutil.process_iter(["cmdline", "cwd", "memory_info", "name"]):
+    for proc in psutil.process_iter(["cmdline", "cwd", "name"]):
         try:
             text = " ".join(proc.info["cmdline"] or []) + " " + (proc.info["cwd"] or "")
             if str(work) not in text:
@@ -104,7 +106,7 @@ def stores_rss(work: Path) -> dict[str, int]:
             name = proc.info["name"] or ""
             for kind in found:
                 if kind in name:
-                    found[kind] += proc.info["memory_info"].rss
+                    found[kind] += proc.memory_full_info().pss
         except (psutil.Error, TypeError):
             continue
     return found
@@ -136,7 +138,7 @@ def main() -> None:
     )
     print(
         f"{'t':>6} {'answers':>8} {'non-2xx':>8} {'p50':>8} {'p99':>8}   "
-        f"{'serve+worker RSS':>16} {'largest':>8} {'postgres':>9} {'redis':>7}",
+        f"{'serve+worker RSS':>16} {'largest':>8} {'postgres PSS':>12} {'redis PSS':>9}",
         flush=True,
     )
     began = time.monotonic()
@@ -172,13 +174,13 @@ def main() -> None:
             service_rss = tree_rss(service.pid)
             total = sum(service_rss.values())
             peak = max(peak, total)
-            stores = stores_rss(work)
+            stores = stores_pss(work)
             lat = report["latencies"]
             print(
                 f"{time.monotonic() - began:>5.0f}s {report['requests']:>8,} {bad:>8,} "
                 f"{lat['50th'] / 1e6:>6.1f}ms {lat['99th'] / 1e6:>6.1f}ms   "
                 f"{total / 2**20:>13,.0f} MB {max(service_rss.values()) / 2**20:>5,.0f} MB "
-                f"{stores['postgres'] / 2**20:>6,.0f} MB {stores['redis'] / 2**20:>4,.0f} MB",
+                f"{stores['postgres'] / 2**20:>9,.0f} MB {stores['redis'] / 2**20:>6,.0f} MB",
                 flush=True,
             )
             if bad and codes:
