@@ -30,6 +30,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import orjson
@@ -64,6 +65,9 @@ class RecommendationLog:
         self.max_batch = max_batch
         self._queue: asyncio.Queue[tuple[Record, asyncio.Future[None]]] = asyncio.Queue(max_pending)
         self._task: asyncio.Task[None] | None = None
+        # The writer keeps its connection (no pool round trip and reset query per batch);
+        # after a failure it is given back and a fresh one taken for the next batch.
+        self._conn: Any = None
         self.batches = 0
         self.rows = 0
 
@@ -81,6 +85,13 @@ class RecommendationLog:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        await self._give_back()
+
+    async def _give_back(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # a broken one is closed by the pool
+                await self.pool.release(conn)
 
     async def record(self, record: Record) -> None:
         """Returns once the record is committed; raises what the insert raised."""
@@ -107,8 +118,11 @@ class RecommendationLog:
         if not batch:
             return
         try:
-            await self._insert([record for record, _ in batch])
+            if self._conn is None:
+                self._conn = await self.pool.acquire()
+            await self._write(self._conn, [record for record, _ in batch])
         except Exception as exc:
+            await self._give_back()
             log.warning("recommendation records not written", extra={"error": repr(exc)})
             for _, done in batch:
                 if not done.done():
@@ -122,11 +136,15 @@ class RecommendationLog:
 
     async def _insert(self, records: list[Record]) -> None:
         async with self.pool.acquire() as conn:
-            await conn.execute(
-                INSERT_SQL,
-                [r.recommendation_id for r in records],
-                [r.user_id for r in records],
-                [r.model_version for r in records],
-                [r.strategy for r in records],
-                [orjson.dumps(list(r.items)).decode() for r in records],
-            )
+            await self._write(conn, records)
+
+    @staticmethod
+    async def _write(conn: asyncpg.Connection, records: list[Record]) -> None:
+        await conn.execute(
+            INSERT_SQL,
+            [r.recommendation_id for r in records],
+            [r.user_id for r in records],
+            [r.model_version for r in records],
+            [r.strategy for r in records],
+            [orjson.dumps(list(r.items)).decode() for r in records],
+        )
