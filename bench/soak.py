@@ -13,7 +13,7 @@ exclude list the API takes (100 ids of 64 characters, 3%); single watch (30%), r
 feedback (2%) events, for the 610 known users and 100,000 new ones, so the per-user caches
 fill to their bounds; similar (3%) and popular (2%).
 
-    python -m bench.soak [--minutes 10] [--rate 1500] [--every 30]
+    python -m bench.soak [--minutes 10] [--rate 1000] [--every 30]
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def main() -> None:
     )
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/ml-latest-small")
     parser.add_argument("--minutes", type=float, default=10)
-    parser.add_argument("--rate", type=float, default=1500, help="requests/s, all kinds")
+    parser.add_argument("--rate", type=float, default=1000, help="requests/s, all kinds")
     parser.add_argument("--every", type=float, default=30, help="seconds per round")
     parser.add_argument("--seed", type=int, default=12)
     args = parser.parse_args()
