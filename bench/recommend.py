@@ -10,6 +10,8 @@ server shows its queueing delay). One run, one server, one phase after the other
 - recommend: GET /api/v1/recommend/{user} over the imported users, each request with a
   random `limit` (5-40) and a random catalog movie in `exclude`, so no answer cache can
   serve it (every answer is a fresh ranking);
+- moving: the same while `--event-rate` (200) watch events/s arrive for the same users,
+  so a share of the requests (~1 in 5) find a state they have not scored before;
 - similar: GET /api/v1/movies/{movie}/similar, random catalog movie and limit;
 - popular: GET /api/v1/popular, random limit, a random genre in half of the requests.
 
@@ -26,6 +28,7 @@ vegeta: `go install github.com/tsenart/vegeta/v12@v12.13.0` (found in PATH or ~/
 from __future__ import annotations
 
 import argparse
+import base64
 import csv
 import json
 import os
@@ -61,13 +64,55 @@ def vegeta_path() -> str:
     )
 
 
+def event_targets(base: str, count: int, users: list[str], movies: list[str], seed: int) -> str:
+    """JSON vegeta targets: single watch events for random known users and movies."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(count):
+        body = {"user_id": rng.choice(users), "movie_id": rng.choice(movies), "progress": 0.5}
+        lines.append(
+            json.dumps(
+                {
+                    "method": "POST",
+                    "url": f"{base}/api/v1/events/watch",
+                    "body": base64.b64encode(json.dumps(body).encode()).decode(),
+                    "header": {"Content-Type": ["application/json"]},
+                }
+            )
+        )
+    return "\n".join(lines) + "\n"
+
+
 def attack(
-    vegeta: str, work: Path, name: str, urls: list[str], rate: float, seconds: float
+    vegeta: str,
+    work: Path,
+    name: str,
+    urls: list[str],
+    rate: float,
+    seconds: float,
+    beside: tuple[str, float] | None = None,
 ) -> dict[str, Any]:
-    """One open-loop vegeta run over `urls` (in order, cycling), vegeta's JSON report."""
+    """One open-loop vegeta run over `urls` (in order, cycling), vegeta's JSON report.
+    `beside`: (JSON targets, rate) of a second vegeta run at the same time (not reported)."""
     targets = work / f"{name}.targets"
     targets.write_text("".join(json.dumps({"method": "GET", "url": u}) + "\n" for u in urls))
     results = work / f"{name}.bin"
+    background = None
+    if beside is not None:
+        lines, beside_rate = beside
+        (work / f"{name}.beside").write_text(lines)
+        background = subprocess.Popen(
+            [
+                vegeta,
+                "attack",
+                "-format=json",
+                f"-targets={work / f'{name}.beside'}",
+                f"-rate={beside_rate:.0f}/1s",
+                f"-duration={seconds}s",
+                f"-timeout={TIMEOUT}",
+                f"-output={work / f'{name}.beside.bin'}",
+            ]
+        )
     subprocess.run(
         [
             vegeta,
@@ -81,6 +126,8 @@ def attack(
         ],
         check=True,
     )
+    if background is not None:
+        background.wait()
     report = subprocess.run(
         [vegeta, "report", "-type=json", str(results)],
         check=True,
@@ -146,7 +193,7 @@ def target_urls(
         limit = rng.randint(5, 40)
         if kind == "live":
             urls.append(f"{base}/api/v1/health/live")
-        elif kind == "recommend":
+        elif kind in ("recommend", "moving"):
             urls.append(
                 f"{base}/api/v1/recommend/{rng.choice(users)}?limit={limit}"
                 f"&exclude={rng.choice(movies)}"
@@ -298,10 +345,16 @@ def main() -> None:
     )
     parser.add_argument("--rate", type=float, default=1000)
     parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument(
+        "--event-rate",
+        type=float,
+        default=200,
+        help="watch events/s posted for the same users during the 'moving' phase",
+    )
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument(
         "--only",
-        choices=["recommend", "similar", "popular"],
+        choices=["recommend", "moving", "similar", "popular"],
         action="append",
         help="run only these phases (besides the baseline); repeatable",
     )
@@ -313,7 +366,7 @@ def main() -> None:
     users, movies, genres = read_catalog(data)
     service, port = trained_service(data, work, every_item=bool(args.items))
     base = f"http://127.0.0.1:{port}"
-    phases = ["live", *(args.only or ["recommend", "similar", "popular"])]
+    phases = ["live", *(args.only or ["recommend", "moving", "similar", "popular"])]
     count = int(args.rate * args.seconds)
     runs: dict[str, dict[str, float]] = {}
     try:
@@ -324,27 +377,38 @@ def main() -> None:
             flush=True,
         )
         for kind in phases:  # warm up: connections, prepared statements, caches of code
+            if kind == "moving":
+                continue  # the recommend phase warms it up
             urls = target_urls(base, kind, 400, users, movies, genres, args.seed + 1)
             drained(base)
             attack(vegeta, work, f"warm-{kind}", urls, 200, 2)
         for kind in phases:
-            urls = target_urls(base, kind, count, users, movies, genres, args.seed)
+            seed = args.seed + 2 if kind == "moving" else args.seed
+            urls = target_urls(base, kind, count, users, movies, genres, seed)
             drained(base)
             cpu = cpu_seconds(service.pid)
-            runs[kind] = summary(attack(vegeta, work, kind, urls, args.rate, args.seconds))
-            # The API process's own CPU per request: unlike latency on a shared machine,
-            # it hardly depends on what else runs there.
-            runs[kind]["cpu_us"] = (cpu_seconds(service.pid) - cpu) / runs[kind]["requests"] * 1e6
+            beside = None
+            if kind == "moving":
+                events = event_targets(base, count, users, movies, args.seed)
+                beside = (events, args.event_rate)
+            report = attack(vegeta, work, kind, urls, args.rate, args.seconds, beside)
+            runs[kind] = summary(report)
+            # The API process's own CPU per request (for "moving", per request of either
+            # kind): unlike latency on a shared machine, it hardly depends on what else
+            # runs there.
+            answered = runs[kind]["requests"] + (args.event_rate * args.seconds if beside else 0)
+            runs[kind]["cpu_us"] = (cpu_seconds(service.pid) - cpu) / answered * 1e6
         rss = service_rss_mb(service.pid)
     finally:
         stop(service)
     names = {
         "live": "baseline: GET /api/v1/health/live",
         "recommend": "GET recommend (fresh ranking each)",
+        "moving": f"  same, {args.event_rate:,.0f} events/s beside",
         "similar": "GET movies/{id}/similar",
         "popular": "GET popular",
     }
-    targets = {"recommend": 10.0, "similar": 5.0, "popular": 5.0}
+    targets = {"recommend": 10.0, "moving": 10.0, "similar": 5.0, "popular": 5.0}
     print(
         f"vegeta, open loop at {args.rate:,.0f}/s for {args.seconds:.0f} s each, timeout {TIMEOUT}"
     )
