@@ -147,7 +147,11 @@ def drained(base: str, timeout: float = 120) -> None:
     with httpx.Client(base_url=base, timeout=10) as http:
         while quick < 5 and time.monotonic() < deadline:
             began = time.perf_counter()
-            http.get("/api/v1/health/live")
+            try:
+                http.get("/api/v1/health/live")
+            except httpx.HTTPError:  # still swamped
+                quick = 0
+                continue
             quick = quick + 1 if time.perf_counter() - began < 0.01 else 0
             time.sleep(0.2)
 
