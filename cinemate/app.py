@@ -53,6 +53,7 @@ from query_side.http import QueryServices, query_routes
 from query_side.model_metrics import model_metrics, model_metrics_routes
 from query_side.model_serving import ModelHolder, trusted_pickles
 from query_side.recommend_http import RecommendServices, recommend_routes
+from query_side.recommendation_log import RecommendationLog
 from schema import openapi
 from schema.cache import FeatureCache
 from schema.responses import ComponentHealth
@@ -80,6 +81,9 @@ class Services:
     listener: StoreListener | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     rebuilds: dict[str, asyncio.Task[int]] = field(default_factory=dict)
+    recommendation_log: RecommendationLog | None = None
+    # Plain SELECTs of the recommend path, on connections not reset per request.
+    read_pool: asyncpg.Pool | None = None
 
 
 def models_dir(settings: Settings) -> Path:
@@ -205,6 +209,13 @@ async def open_services(
         metrics=metrics,
     )
     stack.push_async_callback(lambda: _cancel([*services.tasks, *services.rebuilds.values()]))
+    services.read_pool = await database.create_pool(
+        database_url, min_size=1, max_size=8, reads_only=True
+    )
+    stack.push_async_callback(_close_pool, services.read_pool)
+    services.recommendation_log = RecommendationLog(pool)
+    services.recommendation_log.start()
+    stack.push_async_callback(services.recommendation_log.stop)
     if load_model:
         services.models.trusted_pickles = trusted_pickles(pool, settings.model_sha256)
         await services.models.load_initial(settings.model_path, models_dir(settings))
@@ -381,6 +392,8 @@ def build_app(services: Services) -> ServiceApp:
             models_dir=models_dir(services.settings),
             model_path=services.settings.model_path,
             admin_token=services.settings.admin_token,
+            records=services.recommendation_log,
+            reads=services.read_pool,
         ),
         services.settings.admin_token,
     )
@@ -420,6 +433,4 @@ def api_document() -> dict[str, Any]:
     unused = cast(Any, None)
     queries = QueryServices(unused, unused, {}, unused, unused, None)
     recommending = RecommendServices(unused, unused, unused, Path(), None, None)
-    return openapi.build(
-        api_routes(unused, unused, unused, unused, queries, recommending, None)
-    )
+    return openapi.build(api_routes(unused, unused, unused, unused, queries, recommending, None))

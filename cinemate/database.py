@@ -24,13 +24,24 @@ def asyncpg_dsn(url: str) -> str:
     return url
 
 
-async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """A connection back in a read pool keeps its session: asyncpg still rolls back an
+    open transaction, but sends no reset query (RESET ALL, UNLISTEN *, CLOSE ALL,
+    pg_advisory_unlock_all()), one round trip per request that single SELECTs never need."""
+
+
+async def create_pool(
+    url: str, *, min_size: int = 2, max_size: int = 10, reads_only: bool = False
+) -> asyncpg.Pool:
+    """`reads_only`: for callers that only run plain SELECTs outside transactions (no
+    SET, LISTEN, cursors or session locks), whose sessions need no reset on release."""
     pool = await asyncpg.create_pool(
         asyncpg_dsn(url),
         min_size=min_size,
         max_size=max_size,
         command_timeout=30,
         max_inactive_connection_lifetime=300,
+        reset=_keep_session if reads_only else None,
     )
     assert pool is not None
     return pool

@@ -213,11 +213,28 @@ class TrainedModel:
         the answer is still useful (the caller may prefer its own cold-start path).
         """
         rows, weights = self.user_vector(history)
+        allowed_at = None if allowed is None else self.indices(allowed)
+        return self.rank(self.raw_scores(rows, weights), k, self.indices(exclude), allowed_at)
+
+    def raw_scores(self, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """The scores `recommend` ranks a user vector by, as the scorer gives them
+        (popularity for an empty vector); `rank` reads them as float64."""
         if len(rows) == 0:
-            scores = self.popularity.astype(np.float64)
-        else:
-            scores = np.asarray(self.scorer(rows, weights), dtype=np.float64).reshape(-1)
-        return self._top(scores, k, exclude, allowed)
+            return self.popularity
+        return np.asarray(self.scorer(rows, weights)).reshape(-1)
+
+    def rank(
+        self,
+        raw_scores: np.ndarray,
+        k: int,
+        excluded: np.ndarray,
+        allowed: np.ndarray | None = None,
+    ) -> list[tuple[str, float]]:
+        """`recommend` from a user's scores already computed (`raw_scores`) and item
+        indices (`indices`): the serving path keeps a user's scores per state and the
+        indices of a genre, and ranks from them with exactly this arithmetic."""
+        scores = raw_scores.astype(np.float64)  # a copy, masked in place below
+        return self._top_at(scores, k, excluded, allowed, copied=True)
 
     def popular(
         self,
@@ -245,17 +262,31 @@ class TrainedModel:
         exclude: Iterable[str],
         allowed: Iterable[str] | None,
     ) -> list[tuple[str, float]]:
-        scores = scores.copy()
-        if allowed is not None:
-            keep = self._indices(allowed)
-            masked = np.full_like(scores, -np.inf)
-            masked[keep] = scores[keep]
-            scores = masked
-        scores[self._indices(exclude)] = -np.inf
-        return [(self.item_ids[i], float(scores[i])) for i in top_k(scores, k)]
+        allowed_at = None if allowed is None else self.indices(allowed)
+        return self._top_at(scores, k, self.indices(exclude), allowed_at)
 
-    def _indices(self, movie_ids: Iterable[str]) -> np.ndarray:
-        found = [self._index[m] for m in movie_ids if m in self._index]
+    def _top_at(
+        self,
+        scores: np.ndarray,
+        k: int,
+        excluded: np.ndarray,
+        allowed: np.ndarray | None,
+        *,
+        copied: bool = False,
+    ) -> list[tuple[str, float]]:
+        if allowed is not None:
+            masked = np.full_like(scores, -np.inf)
+            masked[allowed] = scores[allowed]
+            scores = masked
+        elif not copied:
+            scores = scores.copy()
+        scores[excluded] = -np.inf
+        return [(self.item_ids[i], float(scores[i])) for i in top_k(scores, k).tolist()]
+
+    def indices(self, movie_ids: Iterable[str]) -> np.ndarray:
+        """int64 indices of the movies this model knows (the others are left out)."""
+        index = self._index
+        found = [i for m in movie_ids if (i := index.get(m)) is not None]
         return np.asarray(found, dtype=np.int64)
 
 

@@ -8,7 +8,7 @@ checks at most every REFRESH_SECONDS."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 
@@ -35,14 +35,28 @@ class GenreLookup:
     def movies_in(self, genre: str) -> frozenset[str]:
         return self._by_genre.get(genre.lower(), frozenset())
 
+    @property
+    def version(self) -> int | None:
+        """The catalog version the copy in memory was read at (None before the first)."""
+        return self._version
+
+    def genre_map(self) -> Mapping[str, tuple[str, ...]]:
+        """Every catalog movie's genres (read only: the copy in memory itself)."""
+        return self._genres
+
     def genre_named(self, text: str) -> str | None:
         """The catalog genre a search text names, if any ("comedy" -> "Comedy")."""
         return self._genre_names.get(text.strip().lower())
 
+    def stale(self) -> bool:
+        """Whether a `refresh` (not `current`) would look for a change now: readers that
+        have no connection at hand acquire one only then."""
+        return time.monotonic() - self._loaded_at >= REFRESH_SECONDS
+
     async def refresh(self, conn: asyncpg.Connection, *, current: bool = False) -> None:
         """Reload if the catalog changed; `current`: check now, else at most every
         REFRESH_SECONDS."""
-        if not current and time.monotonic() - self._loaded_at < REFRESH_SECONDS:
+        if not current and not self.stale():
             return
         # Claim this refresh before awaiting, so concurrent callers keep using the
         # current copy instead of all reloading the catalog at once.

@@ -15,7 +15,7 @@ from starlette.routing import Route
 from event_store.errors import UNAVAILABLE_ERRORS
 from query_side import health
 from query_side.features import read_features
-from query_side.popular import popular
+from query_side.popular import PopularCache
 from query_side.user_events import read_stream_page
 from schema import commands, openapi, responses
 from schema.cache import FeatureCache
@@ -96,6 +96,7 @@ def answering(
 
 def query_routes(services: QueryServices) -> list[Route]:
     pool = services.pool
+    trending_copies = PopularCache(pool)
 
     async def user_events(request: Request) -> Response:
         user_id = user_id_param(request)
@@ -132,7 +133,7 @@ def query_routes(services: QueryServices) -> list[Route]:
         limit = int_param(request, "limit", 10, 1, 100)
         genre = query_param(request, "genre") or None
         # PostgreSQL text cannot hold NUL (the query would fail): no genre has one.
-        items = [] if genre and "\x00" in genre else await popular(pool, genre, limit)
+        items = [] if genre and "\x00" in genre else await trending_copies.get(genre, limit)
         return JSONResponse({"genre": genre, "items": items})
 
     async def projections(request: Request) -> Response:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+
 from model import signals
 from model.recommender import HistoryItem, TrainedModel, newest_first
 
@@ -133,3 +135,106 @@ def similar_by_genres(
     scored = [(overlap(m), m) for m in candidates]
     best = heapq.nsmallest(k, scored, key=lambda s: (-s[0], trend_rank.get(s[1], unranked), s[1]))
     return [(m, round(score, 6)) for score, m in best]
+
+
+# Genre bit masks fit one uint64; a catalog with more distinct genres is ranked by
+# `similar_by_genres` itself.
+MAX_MASKED_GENRES = 64
+
+
+class GenreIndex:
+    """The catalog's genres as bit masks, so that `similar` for a movie the model does not
+    know scores every movie sharing a genre at once (Jaccard overlap from bit counts)
+    instead of set by set. Built once per catalog copy (`built_for`), and per trending
+    list for the trend ranks (a new list at most every second). `similar` answers exactly
+    what `similar_by_genres` answers (tests/test_similar_by_genres.py)."""
+
+    def __init__(self, movies: Mapping[str, Sequence[str]]) -> None:
+        self.built_for = movies
+        self.ids = list(movies)
+        self.position = {movie: i for i, movie in enumerate(self.ids)}
+        names = sorted({g for genres in movies.values() for g in genres})
+        self.usable = len(names) <= MAX_MASKED_GENRES
+        bit = {g: 1 << i for i, g in enumerate(names)}
+        lower: dict[str, int] = {}
+        for g in names:
+            lower[g.lower()] = lower.get(g.lower(), 0) | bit[g]
+        self._bit = bit
+        # A movie's members: any movie with a genre equal to one of its own ignoring case
+        # (GenreLookup.movies_in); its overlap counts genres equal as written.
+        self._lower = lower
+        if self.usable:
+            self.masks = np.array(
+                [sum(bit[g] for g in set(genres)) for genres in movies.values()], dtype=np.uint64
+            )
+            self.lower_masks = np.array(
+                [_or_all(lower[g.lower()] for g in set(genres)) for genres in movies.values()],
+                dtype=np.uint64,
+            )
+        order = sorted(range(len(self.ids)), key=self.ids.__getitem__)
+        self.id_rank = np.empty(len(self.ids), dtype=np.int64)
+        self.id_rank[np.asarray(order, dtype=np.int64)] = np.arange(len(self.ids))
+        self._trending: Sequence[str] | None = None
+        self._trend_rank = np.zeros(0, dtype=np.int64)
+        self._extras: list[tuple[int, str]] = []
+
+    def _ranks(self, trending: Sequence[str]) -> tuple[np.ndarray, list[tuple[int, str]]]:
+        """Trend rank per catalog movie (len(trending) if not trending), and the trending
+        movies outside the catalog with their ranks."""
+        if trending is not self._trending:
+            ranks = np.full(len(self.ids), len(trending), dtype=np.int64)
+            latest: dict[str, int] = {}
+            for rank, movie in enumerate(trending):
+                latest[movie] = rank  # as a dict of ranks keeps the last of duplicates
+            extras = []
+            for movie, rank in latest.items():
+                at = self.position.get(movie)
+                if at is None:
+                    extras.append((rank, movie))
+                else:
+                    ranks[at] = rank
+            self._trending, self._trend_rank, self._extras = trending, ranks, extras
+        return self._trend_rank, self._extras
+
+    def similar(self, movie: str, trending: Sequence[str], k: int) -> list[tuple[str, float]]:
+        own = set(self.built_for.get(movie, ()))
+        if not self.usable:
+            return similar_by_genres(
+                movie, lambda m: self.built_for.get(m, ()), self._members, trending, k
+            )
+        own_mask = np.uint64(sum(self._bit[g] for g in own))
+        own_lower = np.uint64(_or_all(self._lower[g.lower()] for g in own))
+        trend_rank, extras = self._ranks(trending)
+        unranked = len(trending)
+        candidate = ((self.lower_masks & own_lower) != 0) | (trend_rank < unranked)
+        at = self.position.get(movie)
+        if at is not None:
+            candidate[at] = False
+        chosen = np.flatnonzero(candidate)
+        theirs = self.masks[chosen]
+        union = np.bitwise_count(theirs | own_mask).astype(np.float64)
+        inter = np.bitwise_count(theirs & own_mask).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            score = np.where((theirs != 0) & bool(own), inter / union, 0.0)
+        best = np.lexsort((self.id_rank[chosen], trend_rank[chosen], -score))[:k]
+        scored = [
+            (float(score[i]), int(trend_rank[chosen[i]]), self.ids[chosen[i]])
+            for i in best.tolist()
+        ]
+        scored += [(0.0, rank, m) for rank, m in extras if m != movie]
+        top = heapq.nsmallest(k, scored, key=lambda s: (-s[0], s[1], s[2]))
+        return [(m, round(score, 6)) for score, _, m in top]
+
+    def _members(self, genre: str) -> list[str]:
+        return [
+            m
+            for m, genres in self.built_for.items()
+            if genre.lower() in {g.lower() for g in genres}
+        ]
+
+
+def _or_all(bits: Iterable[int]) -> int:
+    out = 0
+    for b in bits:
+        out |= b
+    return out

@@ -6,13 +6,14 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import asyncpg
+import numpy as np
 import orjson
 from cachetools import LRUCache
 from pydantic import TypeAdapter, ValidationError
@@ -20,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from query_side import recommend
+from query_side import recommend, user_vectors
 from query_side.http import BadQuery, answering, int_param, query_param, user_id_param
 from query_side.model_serving import (
     OUTSIDE,
@@ -29,6 +30,7 @@ from query_side.model_serving import (
     ServedModel,
     allowed_path,
 )
+from query_side.recommendation_log import RecommendationLog, Record
 from schema import commands, openapi, responses
 from schema.commands import EXCLUDE_PATTERN, MAX_EXCLUDE, Identifier
 from schema.http import JSONResponse, admin_only, error_response
@@ -41,12 +43,11 @@ TRENDING_SQL = """
 SELECT movie_id FROM item_stats WHERE trend_key > '-Infinity'::float8
 ORDER BY trend_key DESC, movie_id LIMIT $1
 """
-# The insert need not wait for the WAL flush: losing a recommendation record in a crash
-# only loses the attribution of its feedback, never an acknowledged event.
-RECORD_SQL = """
-WITH quick AS (SELECT set_config('synchronous_commit', 'off', true))
-INSERT INTO recommendations (recommendation_id, user_id, model_version, strategy, items)
-SELECT $1, $2, $3, $4, $5 FROM quick
+# The user's state only when it is not the one whose vector is kept ($2: its position):
+# a user asking again with no new event costs a primary-key lookup and a few bytes.
+STATE_SQL = """
+SELECT position, CASE WHEN position = $2 THEN NULL ELSE state::text END AS state
+FROM user_features WHERE user_id = $1
 """
 
 
@@ -59,11 +60,12 @@ class Trending:
         self._movies: list[str] = []
         self._read_at = float("-inf")
 
-    async def get(self, conn: asyncpg.Connection) -> list[str]:
+    async def get(self, pool: asyncpg.Pool) -> list[str]:
         now = time.monotonic()
         if now - self._read_at > self.max_age:
-            self._movies = [r["movie_id"] for r in await conn.fetch(TRENDING_SQL, 500)]
-            self._read_at = now
+            self._read_at = now  # claimed: concurrent callers use the current list
+            async with pool.acquire() as conn:
+                self._movies = [r["movie_id"] for r in await conn.fetch(TRENDING_SQL, 500)]
         return self._movies
 
 
@@ -126,6 +128,10 @@ class Catalog(Protocol):
 
     def genre_named(self, text: str) -> str | None: ...
 
+    def genre_map(self) -> Mapping[str, Sequence[str]]: ...
+
+    def stale(self) -> bool: ...
+
     async def refresh(self, conn: asyncpg.Connection, *, current: bool = False) -> None: ...
 
 
@@ -137,6 +143,32 @@ class RecommendServices:
     models_dir: Path
     model_path: Path | None
     admin_token: str | None
+    # Started by the service (group commit); without one, each record is inserted alone.
+    records: RecommendationLog | None = None
+    # For the plain SELECTs of recommend and similar (database.create_pool reads_only).
+    reads: asyncpg.Pool | None = None
+
+
+class GenreIndices:
+    """The model's item indices of each genre's movies, per (model, genre): a genre of
+    thousands of movies is then a ready array, not a loop over its ids per request.
+    Valid while the catalog keeps the same member set (`movies_in` returns the same
+    object until the catalog is reloaded); bounded in bytes."""
+
+    def __init__(self, max_bytes: int = 16 * 2**20) -> None:
+        self._indices: LRUCache[tuple[str, str], tuple[frozenset[str], np.ndarray]] = LRUCache(
+            max_bytes, getsizeof=lambda entry: entry[1].nbytes + 200
+        )
+
+    def get(self, served: ServedModel, genre: str, members: frozenset[str]) -> np.ndarray:
+        key = (served.sha256, genre)
+        found = self._indices.get(key)
+        if found is not None and found[0] is members:
+            return found[1]
+        indices = served.model.indices(members)
+        if indices.nbytes + 200 <= self._indices.maxsize:
+            self._indices[key] = (members, indices)
+        return indices
 
 
 def _exclude_param(request: Request) -> set[str]:
@@ -171,72 +203,103 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
     trending_list = Trending()
     rankings = RankingCache()
 
-    async def rank(
-        conn: asyncpg.Connection,
+    vectors = user_vectors.UserVectorCache()
+    genre_indices = GenreIndices()
+    records = services.records or RecommendationLog(pool)
+    reads = services.reads or pool
+    genre_index: list[recommend.GenreIndex] = []  # the current one, rebuilt per catalog
+
+    async def refresh_catalog() -> None:
+        if catalog.stale():
+            async with reads.acquire() as conn:
+                await catalog.refresh(conn)
+
+    async def user_state(
+        user_id: str, served: ServedModel | None
+    ) -> tuple[int, dict[str, Any] | None, user_vectors.UserVector | None]:
+        """(position, state, vector): the state only when the kept vector is not current;
+        a None vector with a state is a user the model cannot score (a cold start)."""
+        key = (user_id, served.sha256) if served is not None else None
+        known = vectors.position(key) if key is not None else None
+        async with reads.acquire() as conn:
+            await catalog.refresh(conn)
+            row = await conn.fetchrow(STATE_SQL, user_id, -1 if known is None else known)
+            if row is not None and row["state"] is None:
+                vector = vectors.get(key, row["position"]) if key is not None else None
+                if vector is not None:
+                    return row["position"], None, vector
+                # Dropped from the cache meanwhile: read the state after all.
+                row = await conn.fetchrow(STATE_SQL, user_id, -1)
+        if row is None:
+            return 0, None, None
+        state: dict[str, Any] = orjson.loads(row["state"])
+        vector = None
+        if served is not None and key is not None:
+            vector = user_vectors.read(served.model, state)
+            if vector is not None:
+                vectors.put(key, row["position"], vector)
+        return row["position"], state, vector
+
+    async def cold_start(
         state: dict[str, Any] | None,
         served: ServedModel | None,
         limit: int,
-        genre: str | None,
+        allowed: frozenset[str] | None,
         exclude: set[str],
-    ) -> tuple[str, list[tuple[str, float]]]:
-        allowed = catalog.movies_in(genre) if genre else None
+    ) -> list[tuple[str, float]]:
         exclude = exclude | recommend.seen_movies(state)
-        if served is not None:
-            ranked = recommend.personal(
-                served.model, recommend.history_of(state), limit, exclude, allowed
-            )
-            if ranked is not None:
-                return "personalized", ranked
-        trending = await trending_list.get(conn)
+        trending = await trending_list.get(reads)
         if not trending and served is not None:
             trending = [m for m, _ in served.model.popular(500)]
         searched = [
             g for q in (state or {}).get("recent_searches", []) if (g := catalog.genre_named(q))
         ]
         affinity = recommend.genre_affinity(state, searched)
-        return "cold_start", recommend.cold_start(
-            trending, catalog, affinity, limit, exclude, allowed
-        )
+        return recommend.cold_start(trending, catalog, affinity, limit, exclude, allowed)
 
     async def recommendations(request: Request) -> Response:
         user_id = user_id_param(request)
         limit = int_param(request, "limit", 10, 1, 100)
         genre = query_param(request, "genre") or None
         exclude = _exclude_param(request)
-        async with pool.acquire() as conn:
-            await catalog.refresh(conn)
-            raw = await conn.fetchval(
-                "SELECT state::text FROM user_features WHERE user_id = $1", user_id
+        served = models.current
+        position, state, vector = await user_state(user_id, served)
+        key = (
+            user_id,
+            # The store position of the user's last event: unlike the stream version it
+            # never repeats, so a stream re-created after a forget is a new key.
+            position,
+            served.sha256 if served else None,
+            limit,
+            genre,
+            frozenset(exclude),
+        )
+        cached = rankings.get(key) if position else None
+        allowed = catalog.movies_in(genre) if genre else None
+        if cached is not None:
+            strategy, ranked = cached
+        elif served is not None and vector is not None:
+            model = served.model
+            excluded = np.concatenate([vector.seen, model.indices(exclude)])
+            allowed_at = (
+                genre_indices.get(served, genre, allowed)
+                if genre is not None and allowed is not None
+                else None
             )
-            state = orjson.loads(raw) if raw else None
-            served = models.current
-            key = (
-                user_id,
-                # The store position of the user's last event: unlike the stream version
-                # it never repeats, so a stream re-created after a forget is a new key.
-                state["position"] if state else 0,
-                served.sha256 if served else None,
-                limit,
-                genre,
-                frozenset(exclude),
-            )
-            cached = rankings.get(key) if state else None
-            if cached is not None:
-                strategy, ranked = cached
-            else:
-                strategy, ranked = await rank(conn, state, served, limit, genre, exclude)
-                if state and strategy == "personalized":  # trending moves: not cached
-                    rankings.put(key, (strategy, ranked))
-            version = served.model.metadata.get("version") if served else POPULARITY_VERSION
-            recommendation_id = uuid.uuid4().hex
-            await conn.execute(
-                RECORD_SQL,
-                recommendation_id,
-                user_id,
-                version,
-                strategy,
-                [movie for movie, _ in ranked],
-            )
+            ranked = [
+                (m, round(s, 6)) for m, s in model.rank(vector.scores, limit, excluded, allowed_at)
+            ]
+            strategy = "personalized"
+            rankings.put(key, (strategy, ranked))
+        else:  # trending moves: not cached
+            strategy = "cold_start"
+            ranked = await cold_start(state, served, limit, allowed, exclude)
+        version = str(served.model.metadata["version"]) if served else POPULARITY_VERSION
+        recommendation_id = uuid.uuid4().hex
+        # Committed before the answer leaves: feedback naming this id finds it.
+        await records.record(
+            Record(recommendation_id, user_id, version, strategy, [m for m, _ in ranked])
+        )
         return JSONResponse(
             {
                 "user_id": user_id,
@@ -248,6 +311,12 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
             }
         )
 
+    def genres_index() -> recommend.GenreIndex:
+        movies = catalog.genre_map()
+        if not genre_index or genre_index[0].built_for is not movies:
+            genre_index[:] = [recommend.GenreIndex(movies)]
+        return genre_index[0]
+
     async def similar(request: Request) -> Response:
         movie_id = request.path_params["movie_id"]
         try:
@@ -256,25 +325,22 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
             raise BadQuery("path", "movie_id", "1-64 characters from [A-Za-z0-9_.:-]") from None
         limit = int_param(request, "limit", 10, 1, 100)
         served = models.current
+        await refresh_catalog()
         if served is not None and served.model.index_of(movie_id) is not None:
-            async with pool.acquire() as conn:
-                await catalog.refresh(conn)
             ranked = [(m, round(s, 6)) for m, s in served.model.similar(movie_id, limit)]
             strategy = "item_to_item"
         else:
             # No model, or one trained before this movie arrived: answer from what the
             # service has, the catalog's genres and the trend, for any movie it knows.
-            async with pool.acquire() as conn:
-                await catalog.refresh(conn)
-                known = catalog.title(movie_id) is not None or await conn.fetchval(
-                    "SELECT EXISTS (SELECT 1 FROM item_stats WHERE movie_id = $1)", movie_id
-                )
+            if catalog.title(movie_id) is None:
+                async with reads.acquire() as conn:
+                    known = await conn.fetchval(
+                        "SELECT EXISTS (SELECT 1 FROM item_stats WHERE movie_id = $1)", movie_id
+                    )
                 if not known:
                     return error_response(404, "not_found", f"no movie {movie_id} is known")
-                trending = await trending_list.get(conn)
-            ranked = recommend.similar_by_genres(
-                movie_id, catalog, catalog.movies_in, trending, limit
-            )
+            trending = await trending_list.get(reads)
+            ranked = genres_index().similar(movie_id, trending, limit)
             strategy = "genres_by_trend"
         version = served.model.metadata.get("version") if served else POPULARITY_VERSION
         return JSONResponse(

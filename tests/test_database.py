@@ -33,3 +33,24 @@ async def test_migrations_are_recorded_and_applied_once(db: asyncpg.Connection) 
     recorded = [r["name"] for r in await db.fetch("SELECT name FROM schema_migrations ORDER BY 1")]
     assert recorded == names
     assert await database.migrate(db) == []
+
+
+@pytest.mark.parametrize("reads_only", [False, True])
+async def test_a_reads_only_pool_skips_the_session_reset_but_not_the_rollback(
+    database_url: str, reads_only: bool
+) -> None:
+    pool = await database.create_pool(database_url, min_size=1, max_size=1, reads_only=reads_only)
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute("SET application_name = 'kept'")
+            pid = await conn.fetchval("SELECT pg_backend_pid()")
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT pg_backend_pid()") == pid  # the same session
+            name = await conn.fetchval("SHOW application_name")
+            assert (name == "kept") is reads_only
+            tx = conn.transaction()
+            await tx.start()  # left open on purpose (not the `async with` form)
+        async with pool.acquire() as conn:
+            assert not conn.is_in_transaction()
+    finally:
+        await pool.close()
