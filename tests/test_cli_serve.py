@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,11 +15,12 @@ from typing import Any
 
 import psutil
 
+from devtools import kafka_broker
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """Outside the ephemeral range, where clients' connections cannot take it first."""
+    return kafka_broker.free_port()
 
 
 def call(method: str, url: str, body: object | None = None) -> tuple[int, dict[str, Any]]:
