@@ -254,7 +254,9 @@ def trained_service(
     port = free_port()
     service = start([*cli, "serve", "--port", str(port)], env, work / "serve.log")
     try:
-        wait_ready(f"http://127.0.0.1:{port}/api/v1/health/ready")
+        wait_ready(
+            f"http://127.0.0.1:{port}/api/v1/health/ready", timeout=600
+        )  # a large model loads slowly
         wait_projecting(port)
         caught_up(port)
     except BaseException:
