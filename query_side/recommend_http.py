@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
 import time
@@ -235,7 +236,10 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
         state: dict[str, Any] = orjson.loads(row["state"])
         vector = None
         if served is not None and key is not None:
-            vector = user_vectors.read(served.model, state)
+            if served.model.n_items >= user_vectors.THREAD_ITEMS:
+                vector = await asyncio.to_thread(user_vectors.read, served.model, state)
+            else:
+                vector = user_vectors.read(served.model, state)
             if vector is not None:
                 vectors.put(key, row["position"], vector)
         return row["position"], state, vector
