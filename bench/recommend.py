@@ -231,6 +231,26 @@ def summary(report: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def settle(pgdata: Path) -> None:
+    """What an operator does after a bulk import, before measuring: VACUUM ANALYZE and a
+    CHECKPOINT in the embedded PostgreSQL, so that the runs do not share the machine
+    with the import's aftermath (autovacuum of 100,000 new rows, the checkpoint writing
+    them, hint bits set by the first reads)."""
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(host=str(pgdata), user="postgres", database="postgres")
+        try:
+            await conn.execute("VACUUM ANALYZE")
+            await conn.execute("CHECKPOINT")
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
 def trained_service(
     data: Path, work: Path, every_item: bool = False
 ) -> tuple[subprocess.Popen[bytes], int]:
@@ -364,6 +384,9 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument(
+        "--keep", action="store_true", help="keep the work dir (data, logs, vegeta results)"
+    )
+    parser.add_argument(
         "--only",
         choices=["recommend", "moving", "similar", "popular"],
         action="append",
@@ -444,7 +467,10 @@ def main() -> None:
             f"{run['p99_ms'] / live['p99_ms']:>6.1f} x{target}"
         )
     print(f"service RSS after the run (serve and its children): {rss:,.0f} MB")
-    shutil.rmtree(work, ignore_errors=True)
+    if args.keep:
+        print(f"kept: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def tree_rss(pid: int) -> dict[int, int]:
