@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import logging
 import signal
 import socket
@@ -95,6 +96,12 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
             max_connections=settings.http_max_connections,
         )
         server = http_server(build_app(services), host, port, limits)
+        # Everything made so far (modules, classes, the catalog, the model) lives as long
+        # as the process: out of the collector's sight, a full collection no longer walks
+        # ~100k objects of numpy, scipy, pydantic and friends (a 30-90 ms pause of every
+        # request in flight, several times a minute under load).
+        gc.collect()
+        gc.freeze()
         log.info("serving", extra={"host": host, "port": port, "projection_worker": child})
         try:
             await server.serve(sockets=[sock])

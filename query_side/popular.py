@@ -1,11 +1,12 @@
 """Trending movies: time-decayed interaction weight, optionally within a genre.
 
-GET /popular is answered from a copy at most `max_age` (1 s) old per genre: the ranking
+GET /popular is answered from a copy about `max_age` (1 s) old per genre: the ranking
 moves with every event, so every query would read and sort PostgreSQL's item_stats (a
 rare genre scans most of it), thousands of times a second for the same answer. One read
-per genre per second holds the `MAX_LIMIT` best, a request slices its limit; concurrent
-requests for an expired genre share one read. The copies are bounded in bytes (genres are
-whatever clients send, so the least recently used go first).
+per genre per second holds the `MAX_LIMIT` best, a request slices its limit; an expired
+copy still answers while its successor is read (one read, whoever asks meanwhile). The
+copies are bounded in bytes (genres are whatever clients send, so the least recently used
+go first).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -75,8 +77,21 @@ class PopularCache:
         if pending is None:
             pending = asyncio.ensure_future(self._read(genre))
             self._reading[genre] = pending
-            pending.add_done_callback(lambda _: self._reading.pop(genre, None))
+            pending.add_done_callback(self._read_done(genre))
+        if found is not None:
+            # Expired: answered from the copy while the new one is read (so no request
+            # waits for a read but the first of a genre; a copy is then at most max_age
+            # plus one read old).
+            return found[1][:limit]
         return (await asyncio.shield(pending))[:limit]
+
+    def _read_done(self, genre: str | None) -> Callable[[asyncio.Future[Items]], None]:
+        def done(read: asyncio.Future[Items]) -> None:
+            self._reading.pop(genre, None)
+            if not read.cancelled():
+                read.exception()  # a failed read is retried by the next request
+
+        return done
 
     async def _read(self, genre: str | None) -> Items:
         read_at = time.monotonic()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
-import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -67,54 +67,6 @@ class Trending:
             async with pool.acquire() as conn:
                 self._movies = [r["movie_id"] for r in await conn.fetch(TRENDING_SQL, 500)]
         return self._movies
-
-
-Ranking = tuple[str, list[tuple[str, float]]]
-# Beside each movie id's string, a ranked movie holds its (movie, score) pair, the score
-# and the list's slot; an entry also holds its (ranking, weight) pair and the cache's
-# bookkeeping (two dict slots and an ordering node): about 300 bytes on CPython 3.11.
-PAIR_BYTES = sys.getsizeof((None, None)) + sys.getsizeof(0.0) + 8
-ENTRY_BYTES = 300
-
-
-def ranking_bytes(key: tuple[Any, ...], ranking: Ranking) -> int:
-    """The memory a cached ranking and its key hold, from sys.getsizeof of their parts
-    (cheap: a ranking has at most 100 movies, and it is weighed once, when put)."""
-    _, ranked = ranking  # the strategy: one of two shared strings
-    size = ENTRY_BYTES + sys.getsizeof(key) + sys.getsizeof(ranking) + sys.getsizeof(ranked)
-    for part in key:
-        size += sys.getsizeof(part)
-        if isinstance(part, frozenset):
-            size += sum(sys.getsizeof(movie) for movie in part)
-    return size + sum(PAIR_BYTES + sys.getsizeof(movie) for movie, _ in ranked)
-
-
-class RankingCache:
-    """Rankings by everything they depend on: the user's last event (its store
-    position), the model, the query. Any new event or model swap changes the key, so an
-    answer is never stale; a page reload or a second screen is then answered without
-    scoring again. Least recently used rankings go first once they would hold more than
-    `max_bytes`."""
-
-    def __init__(self, max_bytes: int = 64 * 2**20) -> None:
-        self.max_bytes = max_bytes
-        # Each value carries its weight, so that the key's share is counted too.
-        self._rankings: LRUCache[tuple[Any, ...], tuple[Ranking, int]] = LRUCache(
-            max_bytes, getsizeof=lambda weighed: weighed[1]
-        )
-
-    def get(self, key: tuple[Any, ...]) -> Ranking | None:
-        found = self._rankings.get(key)
-        return found[0] if found is not None else None
-
-    def put(self, key: tuple[Any, ...], value: Ranking) -> None:
-        size = ranking_bytes(key, value)
-        if size <= self.max_bytes:
-            self._rankings[key] = (value, size)
-
-    @property
-    def held_bytes(self) -> int:
-        return int(self._rankings.currsize)
 
 
 class Catalog(Protocol):
@@ -201,7 +153,6 @@ def _items(catalog: Catalog, ranked: list[tuple[str, float]]) -> list[dict[str, 
 def recommend_routes(services: RecommendServices) -> list[Route]:
     pool, models, catalog = services.pool, services.models, services.catalog
     trending_list = Trending()
-    rankings = RankingCache()
 
     vectors = user_vectors.UserVectorCache()
     genre_indices = GenreIndices()
@@ -216,9 +167,10 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
 
     async def user_state(
         user_id: str, served: ServedModel | None
-    ) -> tuple[int, dict[str, Any] | None, user_vectors.UserVector | None]:
-        """(position, state, vector): the state only when the kept vector is not current;
-        a None vector with a state is a user the model cannot score (a cold start)."""
+    ) -> tuple[dict[str, Any] | None, user_vectors.UserVector | None]:
+        """(state, vector): the state only when the kept vector is not current (the
+        user's store position moved); a None vector is a user the model cannot score
+        (a cold start, which reads the state)."""
         key = (user_id, served.sha256) if served is not None else None
         known = vectors.position(key) if key is not None else None
         async with reads.acquire() as conn:
@@ -227,18 +179,21 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
             if row is not None and row["state"] is None:
                 vector = vectors.get(key, row["position"]) if key is not None else None
                 if vector is not None:
-                    return row["position"], None, vector
+                    return None, vector
                 # Dropped from the cache meanwhile: read the state after all.
                 row = await conn.fetchrow(STATE_SQL, user_id, -1)
         if row is None:
-            return 0, None, None
+            return None, None
         state: dict[str, Any] = orjson.loads(row["state"])
         vector = None
         if served is not None and key is not None:
-            vector = user_vectors.read(served.model, state)
+            if served.model.n_items >= user_vectors.THREAD_ITEMS:
+                vector = await asyncio.to_thread(user_vectors.read, served.model, state)
+            else:
+                vector = user_vectors.read(served.model, state)
             if vector is not None:
                 vectors.put(key, row["position"], vector)
-        return row["position"], state, vector
+        return state, vector
 
     async def cold_start(
         state: dict[str, Any] | None,
@@ -263,22 +218,11 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
         genre = query_param(request, "genre") or None
         exclude = _exclude_param(request)
         served = models.current
-        position, state, vector = await user_state(user_id, served)
-        key = (
-            user_id,
-            # The store position of the user's last event: unlike the stream version it
-            # never repeats, so a stream re-created after a forget is a new key.
-            position,
-            served.sha256 if served else None,
-            limit,
-            genre,
-            frozenset(exclude),
-        )
-        cached = rankings.get(key) if position else None
+        state, vector = await user_state(user_id, served)
         allowed = catalog.movies_in(genre) if genre else None
-        if cached is not None:
-            strategy, ranked = cached
-        elif served is not None and vector is not None:
+        if served is not None and vector is not None:
+            # A fresh ranking from the scores kept for this state (a new event, a model
+            # swap or a forget-and-return makes another state: they are read again).
             model = served.model
             excluded = np.concatenate([vector.seen, model.indices(exclude)])
             allowed_at = (
@@ -290,8 +234,7 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
                 (m, round(s, 6)) for m, s in model.rank(vector.scores, limit, excluded, allowed_at)
             ]
             strategy = "personalized"
-            rankings.put(key, (strategy, ranked))
-        else:  # trending moves: not cached
+        else:
             strategy = "cold_start"
             ranked = await cold_start(state, served, limit, allowed, exclude)
         version = str(served.model.metadata["version"]) if served else POPULARITY_VERSION

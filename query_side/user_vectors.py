@@ -109,6 +109,13 @@ def read(model: TrainedModel, state: Mapping[str, Any] | None) -> UserVector | N
 
 
 Key = tuple[str, str]  # (user id, model sha256)
+# A vector holds 4 bytes per model item: 256 MiB keep ~17,000 users of a 4,000-item model,
+# ~3,300 of a 20,000-item one (whose matrix alone is 1.6 GB).
+MAX_BYTES = 256 * 2**20
+# From this many items on, reading a state (a gather of max_history matrix rows of this
+# length, in float64) runs in a worker thread: numpy releases the GIL for the gather and
+# the product, so the event loop goes on answering meanwhile.
+THREAD_ITEMS = 10_000
 # Per entry beyond the arrays: the key tuple and its two strings, the (position, vector)
 # pair, the cache's dict slot and ordering node.
 ENTRY_BYTES = 400
@@ -120,7 +127,7 @@ class UserVectorCache:
     lookup with another position is a miss: any new event for the user moves the
     position (store positions never repeat, not even for a user forgotten and back)."""
 
-    def __init__(self, max_bytes: int = 64 * 2**20) -> None:
+    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
         self.max_bytes = max_bytes
         self._vectors: LRUCache[Key, tuple[int, UserVector, int]] = LRUCache(
             max_bytes, getsizeof=lambda entry: entry[2]

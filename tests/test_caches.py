@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import tracemalloc
 
+import numpy as np
+
 from projections import user_features_fold as fold
 from projections.user_features import StateCache, state_bytes
-from query_side.recommend_http import RankingCache, ranking_bytes
+from query_side.user_vectors import UserVector, UserVectorCache
 
 
-def ranking(n: int, movies: int = 10) -> tuple[str, list[tuple[str, float]]]:
-    return "personalized", [(f"movie-{n}-{i}", i / 3) for i in range(movies)]
-
-
-def key(n: int, exclude: frozenset[str] = frozenset()) -> tuple[object, ...]:
-    return (f"user-{n}", 3, "f" * 64, 10, None, exclude)
+def vector(n: int, items: int = 3650, seen: int = 120) -> UserVector:
+    return UserVector(np.full(items, n, dtype=np.float32), np.arange(seen, dtype=np.int64))
 
 
 def state(n: int, movies: int) -> fold.State:
@@ -27,26 +25,19 @@ def state(n: int, movies: int) -> fold.State:
     return folded
 
 
-def test_rankings_go_least_recently_used_first_once_over_the_byte_budget() -> None:
-    one = ranking_bytes(key(0), ranking(0))
-    cache = RankingCache(max_bytes=3 * one + one // 2)
+def test_user_vectors_go_least_recently_used_first_once_over_the_byte_budget() -> None:
+    one = UserVectorCache(max_bytes=2**40)
+    one.put(("user-0", "f" * 64), 1, vector(0))
+    cache = UserVectorCache(max_bytes=3 * one.held_bytes + one.held_bytes // 2)
     for n in range(3):
-        cache.put(key(n), ranking(n))
-    assert cache.get(key(0)) == ranking(0)  # now the most recently used
-    cache.put(key(3), ranking(3))
-    assert cache.get(key(1)) is None
-    assert [cache.get(key(n)) is not None for n in (0, 2, 3)] == [True, True, True]
+        cache.put((f"user-{n}", "f" * 64), 1, vector(n))
+    assert cache.get(("user-0", "f" * 64), 1) is not None  # now the most recently used
+    cache.put(("user-3", "f" * 64), 1, vector(3))
+    assert cache.get(("user-1", "f" * 64), 1) is None
+    assert [cache.get((f"user-{n}", "f" * 64), 1) is not None for n in (0, 2, 3)] == [True] * 3
     assert cache.held_bytes <= cache.max_bytes
-
-
-def test_a_ranking_weighs_its_key_too() -> None:
-    excluded = frozenset(f"movie-{i:04d}" for i in range(500))
-    assert (
-        ranking_bytes(key(0, excluded), ranking(0)) > ranking_bytes(key(0), ranking(0)) + 500 * 40
-    )
-    cache = RankingCache(max_bytes=ranking_bytes(key(0), ranking(0)) * 4)
-    cache.put(key(0, excluded), ranking(0))  # larger than the whole budget: not kept
-    assert cache.get(key(0, excluded)) is None and cache.held_bytes == 0
+    cache.put(("huge", "f" * 64), 1, vector(9, items=10**6))  # over the whole budget
+    assert cache.get(("huge", "f" * 64), 1) is None
 
 
 def test_states_are_bounded_by_their_estimated_memory() -> None:
@@ -67,14 +58,14 @@ def test_states_are_bounded_by_their_estimated_memory() -> None:
 
 
 def test_the_estimates_are_close_to_what_the_entries_really_hold() -> None:
-    rankings, states = RankingCache(max_bytes=2**40), StateCache(max_bytes=2**40)
+    vectors, states = UserVectorCache(max_bytes=2**40), StateCache(max_bytes=2**40)
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        for n in range(1000):
-            rankings.put(key(n), ranking(n))
+        for n in range(300):
+            vectors.put((f"user-{n}", "f" * 64), n, vector(n))
         held = tracemalloc.get_traced_memory()[0] - before
-        assert 0.8 * held <= rankings.held_bytes <= 1.6 * held
+        assert 0.8 * held <= vectors.held_bytes <= 1.6 * held
         before = tracemalloc.get_traced_memory()[0]
         for n in range(200):
             states.put("user_features", f"user-{n}", state(n, 50))

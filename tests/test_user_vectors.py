@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
+import asyncpg
+import httpx
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cinemate.app import Services, build_app
 from model import signals
 from model.interactions import Interaction
 from model.params import Params
@@ -26,6 +30,7 @@ from model.recommender import TrainedModel, train
 from projections import user_features_fold
 from query_side import recommend, user_vectors
 from schema import events
+from tests.projection_helpers import wait_caught_up
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 KNOWN = [str(i) for i in range(1, 61)]
@@ -225,3 +230,27 @@ def test_cache_is_bounded_in_bytes_and_keyed_by_position() -> None:
     assert cache.get(("u199", "sha"), 8) is None  # a new event: another position
     assert cache.get(("u0", "sha"), 7) is None  # least recently used: gone
     assert cache.position(("u199", "sha")) == 7
+
+
+async def test_large_models_read_states_in_a_thread_and_answer_alike(
+    services: Services, db: asyncpg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past THREAD_ITEMS items a state is read in a worker thread: same answer."""
+    from tests.test_recommend import COMEDIES, planted_model
+
+    await services.models.load(planted_model(tmp_path / "planted.npz"))
+    events = [
+        {"type": "rating", "user_id": f"t{i}", "movie_id": COMEDIES[i], "rating": 5}
+        for i in range(4)
+    ]
+    transport = httpx.ASGITransport(app=build_app(services))
+    async with httpx.AsyncClient(transport=transport, base_url="http://c") as http:
+        assert (await http.post("/api/v1/events/batch", json={"events": events})).status_code == 202
+        await wait_caught_up(services.pool)
+        inline = [(await http.get(f"/api/v1/recommend/t{i}?limit=7")).json() for i in range(4)]
+    monkeypatch.setattr(user_vectors, "THREAD_ITEMS", 1)
+    transport = httpx.ASGITransport(app=build_app(services))  # new caches: read again
+    async with httpx.AsyncClient(transport=transport, base_url="http://c") as http:
+        threaded = [(await http.get(f"/api/v1/recommend/t{i}?limit=7")).json() for i in range(4)]
+    assert [a["items"] for a in threaded] == [a["items"] for a in inline]
+    assert {a["strategy"] for a in threaded} == {"personalized"}
