@@ -14,6 +14,10 @@ memory, for as long as it likes. `GuardedHttp` adds what is missing:
 - at most `max_connections` connections: past it, the connection that has waited longest
   for its headers is closed (an attacker's slow ones go first), else the new one, so
   requests that arrive whole are still answered.
+
+It also sends a response's status line and headers in the same write as its body
+(`_Corked`): uvicorn writes them apart, and each write to a socket is a system call and
+a pass through the TCP stack (a tenth of the API process's time under load, profiled).
 """
 
 from __future__ import annotations
@@ -52,6 +56,41 @@ class _Refused(Exception):
 
 
 _REASONS = {408: b"Request Timeout", 414: b"URI Too Long", 431: b"Request Header Fields Too Large"}
+
+
+class _Corked:
+    """A request's transport that holds the response head (uvicorn's first write) until
+    the next write, or the end of this turn of the event loop at the latest (a HEAD
+    answer has no body write; a streamed body may come later), and sends them as one."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+        self._head_seen = False
+
+    def write(self, data: bytes) -> None:
+        if not self._head_seen:
+            self._head_seen = True
+            self._held = data
+            self._loop.call_soon(self.flush)
+            return
+        if self._held is not None:
+            data, self._held = self._held + data, None
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class GuardedHttp(HttpToolsProtocol):
@@ -138,6 +177,8 @@ class GuardedHttp(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._awaiting_headers = False
         super().on_headers_complete()
+        if self.cycle is not None:
+            self.cycle.transport = _Corked(self.transport, self.loop)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self._cancel_timer()
