@@ -100,9 +100,11 @@ def apply(
     kind = event.event_type
     state["counts"][kind] += 1
     at = _iso(event.timestamp)
-    if state["first_event_at"] is None or at < state["first_event_at"]:
+    # Compared as times: "10:00:00.5Z" sorts before "10:00:00Z" as a string.
+    first, last = state["first_event_at"], state["last_event_at"]
+    if first is None or event.timestamp < datetime.fromisoformat(first):
         state["first_event_at"] = at
-    if state["last_event_at"] is None or at > state["last_event_at"]:
+    if last is None or event.timestamp > datetime.fromisoformat(last):
         state["last_event_at"] = at
     movie_id: str | None = None
     if isinstance(event, events.Searched):

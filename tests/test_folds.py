@@ -117,3 +117,24 @@ def test_trend_key_orders_like_decayed_scores() -> None:
     much_older = item_stats_fold.trend_key(3.0, 8 * week)  # 3 * 0.25 = 0.75 < 1.0
     assert older_but_bigger > recent > much_older
     assert item_stats_fold.trend_key(-1.0, week) == -math.inf
+
+
+def test_first_and_last_event_times_compare_as_times_not_strings() -> None:
+    # "10:00:00.500000Z" sorts before "10:00:00Z" as a string, yet is half a second later.
+    whole, later = T0, T0 + timedelta(milliseconds=500)
+    for order in ([whole, later], [later, whole]):
+        stream = [
+            events.Watched(
+                originator_id="u1",
+                originator_version=version,
+                timestamp=at,
+                context=None,
+                movie_id="m1",
+                progress=0.5,
+                watched_seconds=None,
+            )
+            for version, at in enumerate(order, start=1)
+        ]
+        state = fold_all(stream)
+        assert datetime.fromisoformat(state["first_event_at"]) == whole
+        assert datetime.fromisoformat(state["last_event_at"]) == later
