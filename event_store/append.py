@@ -4,6 +4,11 @@ Each request waits on a future resolved only after the transaction holding its e
 has committed; while one group commits, the next one gathers. A group is one call to
 `append_interaction_events` (schema/migrations): it takes a lock per stream, dedupes by
 event id, detects conflicts and inserts, in one round trip, correct across processes.
+
+After a commit the `Waker` notifies the store's channel (followers LISTEN on it), from its
+own connection and outside the appending transaction: a NOTIFY inside it would hold
+PostgreSQL's notify lock through the commit's fsync and make concurrent appends commit one
+at a time (schema/migrations/0009).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from uuid import UUID
 import asyncpg
 
 from event_store.errors import TRANSIENT_ERRORS, UNAVAILABLE_ERRORS, StoreUnavailable
+from event_store.feed import CHANNEL
 from schema import events
 
 log = logging.getLogger("cinemate.event_store")
@@ -125,6 +131,43 @@ async def append_group(
     return answers
 
 
+# Its own transaction, which need not wait for a flush: a notice lost in a crash only
+# delays followers until their next poll.
+WAKE_SQL = f"SELECT set_config('synchronous_commit', 'off', true), pg_notify('{CHANNEL}', '')"
+
+
+class Waker:
+    """Notifies the store's channel after appends commit: commits that land while a
+    notice is on its way are covered by one more notice, so under load there are far
+    fewer notices than commits, and the last commit is always followed by one."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._due = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def committed(self) -> None:
+        self._due.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="store-waker")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        async with self._pool.acquire() as conn:
+            while self._due.is_set():
+                self._due.clear()
+                try:
+                    await conn.execute(WAKE_SQL)
+                except UNAVAILABLE_ERRORS as exc:  # followers poll meanwhile
+                    log.debug("no wake-up notice: %r", exc)
+                    return
+
+
 class Overloaded(RuntimeError):
     """Too many events wait for a commit already: the client should retry shortly."""
 
@@ -146,6 +189,7 @@ class GroupCommitter:
         on_committed: Callable[[list[str]], None] | None = None,
     ) -> None:
         self._pool = pool
+        self._waker = Waker(pool)
         self._on_committed = on_committed
         self._concurrency = concurrency
         self._max_group_events = max_group_events
@@ -173,6 +217,7 @@ class GroupCommitter:
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers = []
+        await self._waker.stop()
 
     @property
     def pending_events(self) -> int:
@@ -267,6 +312,7 @@ class GroupCommitter:
         for pending, answers in zip(batch, results, strict=True):
             if not pending.future.done():
                 pending.future.set_result(answers)
+        self._waker.committed()
         if self._on_committed is not None:
             self._on_committed([r.outcome for answers in results for r in answers])
 

@@ -157,9 +157,9 @@ async def covered_by_marks(
     return Checkpoint(row["tx"], row["position"]) if row is not None else None
 
 
-# The commit listener: one LISTEN connection per process wakes every follower. The
-# store's insert trigger notifies the channel when an append commits; followers also
-# poll, so a notice lost while reconnecting only adds latency, never a skipped event.
+# The commit listener: one LISTEN connection per process wakes every follower. Appenders
+# notify the channel after their commits (append.Waker); followers also poll, so a notice
+# lost while reconnecting only adds latency, never a skipped event.
 CHANNEL = "interaction_events"
 
 

@@ -10,7 +10,7 @@ import asyncpg
 
 from command_side.new_events import new_event
 from event_store.append import GroupCommitter
-from event_store.feed import Checkpoint, read_after
+from event_store.feed import Checkpoint, StoreListener, read_after
 from schema.commands import RatingCommand, WatchCommand
 
 WRITERS = 16
@@ -94,3 +94,34 @@ async def test_follower_misses_nothing_under_concurrent_writers(database_url: st
     for user, versions in versions_as_followed.items():
         # Gapless, and the follower met each stream in version order.
         assert versions == list(range(1, len(versions) + 1)), user
+
+
+async def test_a_commit_wakes_listeners_after_it_and_appends_commit_side_by_side(
+    database_url: str,
+) -> None:
+    """The wake-up notice comes from the committer after the commit (no trigger inside the
+    appending transaction, where PostgreSQL's notify lock would serialize commits)."""
+    listener = StoreListener(database_url)
+    woken = listener.subscribe()
+    listening = asyncio.create_task(listener.run())
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
+    committer = GroupCommitter(pool, concurrency=2)
+    committer.start()
+    try:
+        await asyncio.wait_for(woken.wait(), 30)  # set once when it starts listening
+        woken.clear()
+        async with pool.acquire() as conn:
+            assert not await conn.fetchval(
+                "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'interaction_events'::regclass"
+                " AND tgfoid = ANY (SELECT oid FROM pg_proc WHERE prosrc LIKE '%pg_notify%')"
+            )
+        [result] = await committer.append(
+            [new_event(WatchCommand(user_id="w1", movie_id="m1", progress=0.5))]
+        )
+        assert result.outcome == "accepted"
+        await asyncio.wait_for(woken.wait(), 30)
+    finally:
+        await committer.stop()
+        listening.cancel()
+        await asyncio.gather(listening, return_exceptions=True)
+        await pool.close()
