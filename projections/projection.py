@@ -27,6 +27,8 @@ class Changes:
     """What a batch changed, handed to `after_commit` once the transaction is durable."""
 
     documents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The documents' JSON, when the projection encoded them already.
+    encoded: dict[str, bytes] = field(default_factory=dict)
     # The cache epoch known when the documents were computed (schema.cache.FeatureCache).
     cache_token: str | None = None
 

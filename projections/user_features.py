@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,9 +40,10 @@ SELECT $1, * FROM unnest($2::text[], $3::bytea[])
 MEMORY_PER_JSON_BYTE = 5
 
 
-def state_bytes(state: fold.State) -> int:
-    """An estimate of the memory a cached state holds."""
-    return MEMORY_PER_JSON_BYTE * len(orjson.dumps(state))
+def state_bytes(state: fold.State, json_bytes: int | None = None) -> int:
+    """An estimate of the memory a cached state holds (`json_bytes`: the length of its
+    JSON when the caller has encoded it already)."""
+    return MEMORY_PER_JSON_BYTE * (len(orjson.dumps(state)) if json_bytes is None else json_bytes)
 
 
 class StateCache:
@@ -56,16 +58,20 @@ class StateCache:
 
     def __init__(self, max_bytes: int = 256 * 2**20) -> None:
         self.max_bytes = max_bytes
-        self._states: LRUCache[tuple[str, str], fold.State] = LRUCache(
-            max_bytes, getsizeof=state_bytes
+        # Each entry is (state, its weight), weighed once when it is put.
+        self._states: LRUCache[tuple[str, str], tuple[fold.State, int]] = LRUCache(
+            max_bytes, getsizeof=lambda entry: entry[1]
         )
 
     def get(self, table: str, user_id: str) -> fold.State | None:
-        return self._states.get((table, user_id))
+        found = self._states.get((table, user_id))
+        return found[0] if found is not None else None
 
-    def put(self, table: str, user_id: str, state: fold.State) -> None:
+    def put(
+        self, table: str, user_id: str, state: fold.State, json_bytes: int | None = None
+    ) -> None:
         try:
-            self._states[(table, user_id)] = state
+            self._states[(table, user_id)] = (state, state_bytes(state, json_bytes))
         except ValueError:  # larger than the whole budget: not worth keeping
             self._states.pop((table, user_id), None)
 
@@ -99,21 +105,34 @@ async def load_states(
     return states
 
 
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """What `save_states` wrote, with the JSON it encoded once for every later use (the
+    Redis copy, processed_features, the state cache's weights)."""
+
+    documents: dict[str, dict[str, Any]]
+    encoded: dict[str, bytes]  # each document's JSON
+    state_sizes: dict[str, int]  # the length of each state's JSON
+
+
 async def save_states(
     conn: asyncpg.Connection, table: str, states: Mapping[str, fold.State], now: datetime
-) -> dict[str, dict[str, Any]]:
-    documents = {user: fold.document(state, now) for user, state in states.items()}
+) -> Saved:
     users = list(states)
+    documents = {user: fold.document(states[user], now) for user in users}
+    encoded = {user: orjson.dumps(documents[user]) for user in users}
+    state_json = [orjson.dumps(states[u]).decode() for u in users]
     await conn.execute(
         UPSERT_SQL.format(table=table),
         users,
         [states[u]["stream_version"] for u in users],
         [states[u]["position"] for u in users],
-        [orjson.dumps(states[u]).decode() for u in users],
-        [orjson.dumps(documents[u]).decode() for u in users],
+        state_json,
+        [encoded[u].decode() for u in users],
         [now] * len(users),
     )
-    return documents
+    sizes = {u: len(text) for u, text in zip(users, state_json, strict=True)}
+    return Saved(documents, encoded, sizes)
 
 
 class UserFeaturesProjection:
@@ -156,17 +175,14 @@ class UserFeaturesProjection:
         if defer:
             pending.update(changed)
             return Changes()
-        documents = await save_states(conn, table, changed, datetime.now(UTC))
+        saved = await save_states(conn, table, changed, datetime.now(UTC))
         for user, state in changed.items():
-            self.cache.put(table, user, state)
+            self.cache.put(table, user, state, saved.state_sizes[user])
         if self.publish:
             await conn.execute(
-                OUTBOX_SQL,
-                topics.FEATURES,
-                list(documents),
-                [orjson.dumps(doc) for doc in documents.values()],
+                OUTBOX_SQL, topics.FEATURES, list(saved.encoded), list(saved.encoded.values())
             )
-        return Changes(documents=documents, cache_token=token)
+        return Changes(documents=saved.documents, encoded=saved.encoded, cache_token=token)
 
     async def flush(self, conn: asyncpg.Connection, tables: Mapping[str, str]) -> None:
         """A rebuild's states, written with COPY (several times faster than an upsert of
@@ -199,7 +215,7 @@ class UserFeaturesProjection:
         self._deferred.pop(tables["user_features"], None)
 
     async def after_commit(self, changes: Changes) -> None:
-        await self.feature_cache.store(changes.cache_token, changes.documents)
+        await self.feature_cache.store(changes.cache_token, changes.documents, changes.encoded)
 
     async def after_swap(self) -> None:
         # One new epoch drops every document of the replaced table at once.
@@ -219,6 +235,6 @@ async def refresh_user(
         state = fold.empty_state(user_id)
         for stored in stream:
             fold.apply(state, stored.event, stored.position, genres)
-        documents = await save_states(conn, "user_features", {user_id: state}, datetime.now(UTC))
-    await cache.store(token, documents)
-    return documents[user_id]
+        saved = await save_states(conn, "user_features", {user_id: state}, datetime.now(UTC))
+    await cache.store(token, saved.documents, saved.encoded)
+    return saved.documents[user_id]

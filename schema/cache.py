@@ -159,13 +159,22 @@ class FeatureCache:
         found: dict[str, Any] = orjson.loads(document)
         return found
 
-    async def store(self, token: str | None, documents: Mapping[str, dict[str, Any]]) -> None:
+    async def store(
+        self,
+        token: str | None,
+        documents: Mapping[str, dict[str, Any]],
+        encoded: Mapping[str, bytes] | None = None,
+    ) -> None:
         """Cache these documents if `token` is still the epoch; best effort: PostgreSQL is
-        the truth and reads fall back to it."""
+        the truth and reads fall back to it. `encoded`: their JSON, if already made."""
         if documents:
+            known = encoded or {}
             await self._write_values(
                 token,
-                {user: (doc["position"], orjson.dumps(doc)) for user, doc in documents.items()},
+                {
+                    user: (doc["position"], known.get(user) or orjson.dumps(doc))
+                    for user, doc in documents.items()
+                },
             )
 
     async def erase(self, token: str | None, user_id: str, last_position: int) -> None:
