@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
 
 from event_store import feed, locks
@@ -275,23 +275,45 @@ class ProjectionConsumer:
     async def _consume(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
         loop = asyncio.get_running_loop()
         reported = 0.0
-        while True:
-            fetched = await consumer.getmany(timeout_ms=500, max_records=self.batch_size)
-            messages = [m for batch in fetched.values() for m in batch]
-            if messages:
-                await self.process(messages, producer)
-                try:
-                    await consumer.commit(
-                        {tp: batch[-1].offset + 1 for tp, batch in fetched.items()}
+        # A batch's offsets are committed to Kafka while the next batch is applied: the
+        # round trip need not hold up the work, and commits stay in order (each waits
+        # for the one before). Offsets lost in a crash only mean redeliveries, which the
+        # marks skip.
+        committing: asyncio.Task[None] | None = None
+        try:
+            while True:
+                fetched = await consumer.getmany(timeout_ms=500, max_records=self.batch_size)
+                messages = [m for batch in fetched.values() for m in batch]
+                if committing is not None and committing.done():
+                    committing.result()  # a failed commit restarts the consumer (run)
+                if messages:
+                    await self.process(messages, producer)
+                    offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items()}
+                    committing = asyncio.create_task(
+                        self._commit_offsets(consumer, committing, offsets)
                     )
-                except CommitFailedError as exc:
-                    # A rebalance gave these partitions to another member, which reads
-                    # them again from the last commit; the marks make that harmless.
-                    log.info("offsets not committed after a rebalance", extra={"error": repr(exc)})
-            if loop.time() - reported >= 1.0:
-                reported = loop.time()
-                await self._until_store_answers(self.advance_checkpoints)
-                await self.report(consumer, "running")
+                if loop.time() - reported >= 1.0:
+                    reported = loop.time()
+                    await self._until_store_answers(self.advance_checkpoints)
+                    await self.report(consumer, "running")
+        finally:
+            if committing is not None:
+                await asyncio.gather(committing, return_exceptions=True)
+
+    @staticmethod
+    async def _commit_offsets(
+        consumer: AIOKafkaConsumer,
+        before: asyncio.Task[None] | None,
+        offsets: dict[TopicPartition, int],
+    ) -> None:
+        if before is not None:
+            await before  # raises what it raised: the loop then restarts the consumer
+        try:
+            await consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # A rebalance gave these partitions to another member, which reads them
+            # again from the last commit; the marks make that harmless.
+            log.info("offsets not committed after a rebalance", extra={"error": repr(exc)})
 
     async def run(self) -> None:
         """Consume until cancelled; while Kafka is unreachable, retry with backoff."""
