@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from command_side.http import BadRequest, parse, read_json_body
 from event_store.errors import UNAVAILABLE_ERRORS
-from schema import commands, openapi, responses
+from schema import commands, openapi
 from schema.commands import ADAPTERS, Identifier, MovieCommand
 from schema.http import JSONResponse, admin_only, error_response, unavailable
 from schema.openapi import ApiRoute
@@ -77,16 +77,7 @@ def catalog_routes(pool: asyncpg.Pool, admin_token: str | None) -> list[Route]:
                 "Create or replace a catalog entry",
                 "admin",
                 commands.MovieCommand,
-                {
-                    200: None,
-                    400: responses.ErrorBody,
-                    401: responses.ErrorBody,
-                    403: responses.ErrorBody,
-                    413: responses.ErrorBody,
-                    415: responses.ErrorBody,
-                    422: responses.ErrorBody,
-                    503: responses.ErrorBody,
-                },
+                openapi.answers({200: None}, 400, 401, 403, 413, 415, 422, 503),
                 (
                     openapi.Param(
                         "movie_id",

@@ -238,11 +238,10 @@ def command_routes(committer: GroupCommitter) -> list[Route]:
                 "Record 1..1000 events, all or nothing",
                 "commands",
                 commands.BatchCommand,
-                {
-                    202: responses.BatchAccepted,
-                    200: responses.BatchAccepted,
-                    **openapi.COMMAND_ERRORS,
-                },
+                openapi.answers(
+                    {202: responses.BatchAccepted, 200: responses.BatchAccepted},
+                    *openapi.COMMAND_ERRORS,
+                ),
             ),
         ),
         ApiRoute(
@@ -276,14 +275,7 @@ def admin_command_routes(start_rebuild: StartRebuild, admin_token: str | None) -
                 "Rebuild a read model by replay beside the live one, then swap it in",
                 "admin",
                 None,
-                {
-                    202: responses.RebuildStarted,
-                    401: responses.ErrorBody,
-                    403: responses.ErrorBody,
-                    404: responses.ErrorBody,
-                    409: responses.ErrorBody,
-                    503: responses.ErrorBody,
-                },
+                openapi.answers({202: responses.RebuildStarted}, 401, 403, 404, 409, 503),
                 (
                     openapi.Param(
                         "name",
@@ -343,13 +335,7 @@ def forget_routes(forget: Forget, admin_token: str | None) -> list[Route]:
                 "Forget a user: events, read-model rows and cache entries, in one operation",
                 "admin",
                 None,
-                {
-                    200: None,
-                    401: responses.ErrorBody,
-                    403: responses.ErrorBody,
-                    422: responses.ErrorBody,
-                    503: responses.ErrorBody,
-                },
+                openapi.answers({200: None}, 401, 403, 422, 503),
                 (openapi.USER_ID,),
                 admin=True,
             ),

@@ -96,13 +96,7 @@ def model_metrics_routes(pool: asyncpg.Pool, admin_token: str | None) -> list[Ap
                 "Online metrics per model version: recommendations, CTR, conversions",
                 "admin",
                 None,
-                {
-                    200: responses.ModelMetricsList,
-                    401: responses.ErrorBody,
-                    403: responses.ErrorBody,
-                    422: responses.ErrorBody,
-                    503: responses.ErrorBody,
-                },
+                openapi.answers({200: responses.ModelMetricsList}, 401, 403, 422, 503),
                 (
                     openapi.Param(
                         "since",

@@ -357,7 +357,7 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
                 "What to show the user next, scored from their current history",
                 "queries",
                 None,
-                {200: responses.Recommendation, 422: responses.ErrorBody, 503: responses.ErrorBody},
+                openapi.answers({200: responses.Recommendation}, 422, 503),
                 (
                     openapi.USER_ID,
                     openapi.Param(
@@ -385,12 +385,7 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
                 "Similar movies (item to item)",
                 "queries",
                 None,
-                {
-                    200: responses.SimilarMovies,
-                    404: responses.ErrorBody,
-                    422: responses.ErrorBody,
-                    503: responses.ErrorBody,
-                },
+                openapi.answers({200: responses.SimilarMovies}, 404, 422, 503),
                 (
                     openapi.Param(
                         "movie_id",
@@ -422,14 +417,7 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
                 "Load a model and swap it in; a broken one is refused",
                 "admin",
                 responses.ReloadRequest,
-                {
-                    200: responses.ModelInfo,
-                    400: responses.ErrorBody,
-                    401: responses.ErrorBody,
-                    403: responses.ErrorBody,
-                    404: responses.ErrorBody,
-                    422: responses.ErrorBody,
-                },
+                openapi.answers({200: responses.ModelInfo}, 400, 401, 403, 404, 422),
                 admin=True,
                 body_required=False,
             ),

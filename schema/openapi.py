@@ -40,14 +40,18 @@ class Operation:
 USER_ID = Param(
     "user_id", "path", {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"}, required=True
 )
-COMMAND_ERRORS: dict[int, type[BaseModel] | None] = {
-    400: responses.ErrorBody,
-    409: responses.ErrorBody,
-    413: responses.ErrorBody,
-    415: responses.ErrorBody,
-    422: responses.ErrorBody,
-    503: responses.ErrorBody,
-}
+
+
+# What any command endpoint may answer besides its success.
+COMMAND_ERRORS = (400, 409, 413, 415, 422, 503)
+
+
+def answers(
+    success: dict[int, type[BaseModel] | None], *errors: int
+) -> dict[int, type[BaseModel] | None]:
+    """An operation's answers: its successes, and error statuses that all carry the
+    error envelope (`responses.ErrorBody`)."""
+    return {**success, **dict.fromkeys(errors, responses.ErrorBody)}
 
 
 def command(summary: str, body: type[BaseModel]) -> Operation:
@@ -56,7 +60,7 @@ def command(summary: str, body: type[BaseModel]) -> Operation:
         summary,
         "commands",
         body,
-        {202: responses.Accepted, 200: responses.Accepted, **COMMAND_ERRORS},
+        answers({202: responses.Accepted, 200: responses.Accepted}, *COMMAND_ERRORS),
     )
 
 
