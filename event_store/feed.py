@@ -163,6 +163,19 @@ async def covered_by_marks(
 CHANNEL = "interaction_events"
 
 
+async def woken(wake: asyncio.Event, idle_seconds: float) -> None:
+    """Until the listener says events committed, or `idle_seconds` (the poll that
+    covers a lost notice); the flag is cleared for the next wait."""
+    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+    # lands as the timeout fires, and the waiter would never stop.
+    try:
+        async with asyncio.timeout(idle_seconds):
+            await wake.wait()
+    except TimeoutError:
+        pass
+    wake.clear()
+
+
 class StoreListener:
     """One LISTEN connection that wakes every projector when events commit."""
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from event_store import locks
+from event_store import feed, locks
 from event_store.feed import StoredRecord, read_after
 from projections import checkpoints, retry
 from projections.kafka_feed import (
@@ -149,12 +149,7 @@ class OutboxRelay:
                         pass
                     self.outage.end()
                     failures = 0
-                    try:
-                        async with asyncio.timeout(idle_seconds):
-                            await wake.wait()
-                    except TimeoutError:
-                        pass
-                    wake.clear()
+                    await feed.woken(wake, idle_seconds)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -157,11 +157,4 @@ class StoreFollower:
             if wake.is_set():
                 wake.clear()
                 continue
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
-            # that lands as the timeout fires, and the follower would never stop.
-            try:
-                async with asyncio.timeout(idle_seconds):
-                    await wake.wait()
-            except TimeoutError:
-                pass
-            wake.clear()
+            await feed.woken(wake, idle_seconds)
