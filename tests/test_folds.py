@@ -123,7 +123,7 @@ def test_first_and_last_event_times_compare_as_times_not_strings() -> None:
     # "10:00:00.500000Z" sorts before "10:00:00Z" as a string, yet is half a second later.
     whole, later = T0, T0 + timedelta(milliseconds=500)
     for order in ([whole, later], [later, whole]):
-        stream = [
+        stream: list[events.InteractionEvent] = [
             events.Watched(
                 originator_id="u1",
                 originator_version=version,
