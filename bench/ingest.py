@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -23,6 +24,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+import psutil
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -123,6 +126,54 @@ def run_loadgen(port: int, *extra: str) -> dict[str, float]:
     }
 
 
+def _cpu(process: psutil.Process) -> float:
+    try:
+        times = process.cpu_times()
+    except psutil.Error:  # gone meanwhile
+        return 0.0
+    return float(times.user + times.system)
+
+
+class CpuMeter:
+    """CPU seconds used by each part of the stack between two readings: the API process
+    (`serve`), its children (the projection worker), the PostgreSQL and Redis servers
+    under the data dir, and this script's children (the load generator). Divided by the
+    events answered, that is what each event costs each part, which the machine's cores
+    bound: unlike a rate, it hardly depends on what else runs on the machine."""
+
+    def __init__(self, service_pid: int, data_dir: Path) -> None:
+        self.service = psutil.Process(service_pid)
+        self.data_dir = str(data_dir)
+
+    def _servers(self) -> dict[str, list[psutil.Process]]:
+        found: dict[str, list[psutil.Process]] = {"postgres": [], "redis": []}
+        for process in psutil.process_iter(["cmdline", "name"]):
+            command = " ".join(process.info["cmdline"] or [])
+            name = process.info["name"] or ""
+            if "postgres" in name and self.data_dir in command:
+                found["postgres"] += [process, *process.children()]
+            elif "redis" in name and self.data_dir in command:
+                found["redis"].append(process)
+        return found
+
+    def read(self) -> dict[str, float]:
+        children = self.service.children(recursive=True)
+        servers = self._servers()
+        load = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return {
+            "api": _cpu(self.service),
+            "worker": sum(_cpu(c) for c in children),
+            "postgres": sum(_cpu(p) for p in servers["postgres"]),
+            "redis": sum(_cpu(p) for p in servers["redis"]),
+            "load generator": load.ru_utime + load.ru_stime,
+        }
+
+
+def per_event(before: dict[str, float], after: dict[str, float], events: float) -> dict[str, float]:
+    """Microseconds of CPU per event, per part."""
+    return {part: (after[part] - before[part]) / events * 1e6 for part in before}
+
+
 def max_rate(port: int, connections: int, seconds: float, use_wrk: bool) -> dict[str, float]:
     path = "/api/v1/events/watch"
     if use_wrk:
@@ -170,8 +221,28 @@ def main() -> None:
         # Warm both (connections, prepared statements), then measure.
         max_rate(echo_port, args.connections, 2, use_wrk)
         max_rate(service_port, args.connections, 2, use_wrk)
+        echo_process = psutil.Process(echo.pid)
+        load_before, echo_before = resource.getrusage(resource.RUSAGE_CHILDREN), _cpu(echo_process)
         echo_run = max_rate(echo_port, args.connections, args.seconds, use_wrk)
+        load_after, echo_after = resource.getrusage(resource.RUSAGE_CHILDREN), _cpu(echo_process)
+        echo_answers = echo_run["rps"] * args.seconds
+        echo_cost = {
+            "echo": (echo_after - echo_before) / echo_answers * 1e6,
+            "load generator": (
+                load_after.ru_utime
+                + load_after.ru_stime
+                - load_before.ru_utime
+                - load_before.ru_stime
+            )
+            / echo_answers
+            * 1e6,
+        }
+        meter = CpuMeter(service.pid, work / "data")
+        before = meter.read()
         single = max_rate(service_port, args.connections, args.seconds, use_wrk)
+        # The worker may still be folding the last events: read once it has caught up.
+        time.sleep(2)
+        cost = per_event(before, meter.read(), single["rps"] * args.seconds)
         half = run_loadgen(
             service_port,
             "--connections",
@@ -228,6 +299,21 @@ def main() -> None:
         print(f"{name:<{width}}  {rate:>18}  {latency:<28}  {ratio}")
     errors = echo_run["errors"] + single["errors"] + half["errors"] + batch["errors"]
     print(f"non-2xx answers or socket errors: {errors:.0f}")
+    cores = os.cpu_count() or 1
+    print(f"\nCPU per single-event POST, microseconds (this machine: {cores} cores)")
+    for part, micros in cost.items():
+        print(f"  {part:<16} {micros:>6.0f} us")
+    total = sum(cost.values())
+    print(
+        f"  {'all':<16} {total:>6.0f} us -> at most {cores / total * 1e6:,.0f} events/s "
+        f"on {cores} cores"
+    )
+    echo_total = sum(echo_cost.values())
+    print(
+        f"  echo baseline: {echo_cost['echo']:.0f} us in its process + "
+        f"{echo_cost['load generator']:.0f} us of load generator = {echo_total:.0f} us "
+        f"-> {cores / echo_total * 1e6:,.0f} requests/s at most"
+    )
     shutil.rmtree(work, ignore_errors=True)
 
 
