@@ -80,9 +80,10 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=200)
     parser.add_argument(
         "--layout",
-        choices=["in-process", "worker", "kafka"],
-        default="in-process",
-        help="projections inside `cinemate serve` (the default), or in a separate "
+        choices=["serve", "worker", "kafka"],
+        default="serve",
+        help="projections as plain `cinemate serve` runs them (the default: in the worker "
+        "process it supervises), or in a separate "
         "`cinemate worker` beside an API started with ENABLE_CONSUMERS=false, or "
         "through Kafka: the API's relay publishes, `cinemate worker --source kafka` "
         "consumes (a real broker is started for the run)",
