@@ -55,8 +55,19 @@ def empty_state(user_id: str) -> State:
 
 
 def _to_front(items: list[str], value: str, limit: int | None = None) -> list[str]:
-    updated = [value, *(v for v in items if v != value)]
-    return updated[:limit] if limit else updated
+    """`value` first, once, then the others in their order, at most `limit`: the list
+    itself, changed in place (list.remove and insert run in C: this runs per event and
+    a generator over the list was a third of a replay's fold)."""
+    if items and items[0] == value:
+        return items
+    try:
+        items.remove(value)  # values are unique in these lists
+    except ValueError:
+        pass
+    items.insert(0, value)
+    if limit and len(items) > limit:
+        del items[limit:]
+    return items
 
 
 def _add_genres(state: State, genres_of: GenresOf, movie_id: str, weight: float) -> None:
