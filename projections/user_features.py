@@ -34,46 +34,61 @@ SELECT $1, * FROM unnest($2::text[], $3::bytea[])
 """
 
 
-# A folded state's memory per byte of its JSON: 4.3 (1,000 movies) to 6.8 (one movie),
-# measured with a deep sys.getsizeof on CPython 3.11. Encoding with orjson takes 1-80 us,
-# walking the objects 50-2,500 us, so the cache weighs states by their JSON.
-MEMORY_PER_JSON_BYTE = 5
+# Per cached state beyond its JSON: the bytes object's header, the key tuple and its two
+# strings, the entry tuple, the cache's dict slot and ordering node.
+ENTRY_BYTES = 400
 
 
-def state_bytes(state: fold.State, json_bytes: int | None = None) -> int:
-    """An estimate of the memory a cached state holds (`json_bytes`: the length of its
-    JSON when the caller has encoded it already)."""
-    return MEMORY_PER_JSON_BYTE * (len(orjson.dumps(state)) if json_bytes is None else json_bytes)
+def state_bytes(encoded: bytes, key: tuple[str, str]) -> int:
+    """The memory a cached state holds: its JSON and the entry around it."""
+    return len(encoded) + ENTRY_BYTES + sum(len(part) for part in key)
 
 
 class StateCache:
-    """Recently folded states, so a busy user's state is not parsed again on every batch.
+    """Recently written states, so a busy user's state is not read back from PostgreSQL
+    on every batch.
+
+    Kept as their JSON (bytes), not as the folded dicts: the garbage collector does not
+    walk bytes, and a worker holding a few hundred thousand folded states paused 0.5-0.9 s
+    in each full collection (a gc callback in the worker under bench/freshness); parsing
+    one back costs microseconds, and every batch folds into a fresh copy.
 
     An entry is used only when the table still holds the same stream version, so writes
     by anyone else (a refresh, another process, a rolled-back batch) are never missed.
-    Least recently used states go first once the states' estimated memory would pass
-    `max_bytes`; a state's weight is taken when it is put, which is after every batch
-    that changed it.
+    Least recently used states go first once their bytes would pass `max_bytes`.
     """
 
     def __init__(self, max_bytes: int = 256 * 2**20) -> None:
         self.max_bytes = max_bytes
-        # Each entry is (state, its weight), weighed once when it is put.
-        self._states: LRUCache[tuple[str, str], tuple[fold.State, int]] = LRUCache(
-            max_bytes, getsizeof=lambda entry: entry[1]
+        # (stream version, JSON, weight) per (table, user).
+        self._states: LRUCache[tuple[str, str], tuple[int, bytes, int]] = LRUCache(
+            max_bytes, getsizeof=lambda entry: entry[2]
         )
 
-    def get(self, table: str, user_id: str) -> fold.State | None:
+    def version(self, table: str, user_id: str) -> int | None:
+        """The stream version of the state kept for the user, if any (no parsing)."""
         found = self._states.get((table, user_id))
         return found[0] if found is not None else None
 
+    def get(self, table: str, user_id: str) -> fold.State | None:
+        found = self._states.get((table, user_id))
+        if found is None:
+            return None
+        state: fold.State = orjson.loads(found[1])
+        return state
+
     def put(
-        self, table: str, user_id: str, state: fold.State, json_bytes: int | None = None
+        self, table: str, user_id: str, state: fold.State, encoded: bytes | None = None
     ) -> None:
+        """Keep `state` (`encoded`: its JSON, when the caller made it already)."""
+        key = (table, user_id)
+        # A copy of exactly its length: orjson's own bytes keep the capacity it grew to
+        # while encoding (16 KiB held for a 4 KiB state, measured with tracemalloc).
+        data = bytes(memoryview(orjson.dumps(state) if encoded is None else encoded))
         try:
-            self._states[(table, user_id)] = (state, state_bytes(state, json_bytes))
+            self._states[key] = (state["stream_version"], data, state_bytes(data, key))
         except ValueError:  # larger than the whole budget: not worth keeping
-            self._states.pop((table, user_id), None)
+            self._states.pop(key, None)
 
     @property
     def held_bytes(self) -> int:
@@ -91,14 +106,13 @@ JOIN unnest($1::text[], $2::integer[]) AS k(user_id, version) ON k.user_id = f.u
 async def load_states(
     conn: asyncpg.Connection, table: str, user_ids: list[str], cache: StateCache
 ) -> dict[str, fold.State]:
-    cached = [cache.get(table, user) for user in user_ids]
-    versions = [state["stream_version"] if state else -1 for state in cached]
-    by_user = dict(zip(user_ids, cached, strict=True))
+    versions = [cache.version(table, user) for user in user_ids]
+    known = [-1 if version is None else version for version in versions]
     states: dict[str, fold.State] = {}
-    for row in await conn.fetch(LOAD_SQL.format(table=table), user_ids, versions):
-        if row["state"] is None:
-            state = by_user[row["user_id"]]
-            assert state is not None
+    for row in await conn.fetch(LOAD_SQL.format(table=table), user_ids, known):
+        if row["state"] is None:  # the table holds the version kept
+            state = cache.get(table, row["user_id"])
+            assert state is not None  # only this projection's apply changes the cache
             states[row["user_id"]] = state
         else:
             states[row["user_id"]] = orjson.loads(row["state"])
@@ -112,7 +126,7 @@ class Saved:
 
     documents: dict[str, dict[str, Any]]
     encoded: dict[str, bytes]  # each document's JSON
-    state_sizes: dict[str, int]  # the length of each state's JSON
+    states: dict[str, bytes]  # each state's JSON
 
 
 async def save_states(
@@ -121,18 +135,17 @@ async def save_states(
     users = list(states)
     documents = {user: fold.document(states[user], now) for user in users}
     encoded = {user: orjson.dumps(documents[user]) for user in users}
-    state_json = [orjson.dumps(states[u]).decode() for u in users]
+    state_json = {user: orjson.dumps(states[user]) for user in users}
     await conn.execute(
         UPSERT_SQL.format(table=table),
         users,
         [states[u]["stream_version"] for u in users],
         [states[u]["position"] for u in users],
-        state_json,
+        [state_json[u].decode() for u in users],
         [encoded[u].decode() for u in users],
         [now] * len(users),
     )
-    sizes = {u: len(text) for u, text in zip(users, state_json, strict=True)}
-    return Saved(documents, encoded, sizes)
+    return Saved(documents, encoded, state_json)
 
 
 class UserFeaturesProjection:
@@ -177,7 +190,7 @@ class UserFeaturesProjection:
             return Changes()
         saved = await save_states(conn, table, changed, datetime.now(UTC))
         for user, state in changed.items():
-            self.cache.put(table, user, state, saved.state_sizes[user])
+            self.cache.put(table, user, state, saved.states[user])
         if self.publish:
             await conn.execute(
                 OUTBOX_SQL, topics.FEATURES, list(saved.encoded), list(saved.encoded.values())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import tracemalloc
 
 import numpy as np
+import orjson
 
 from projections import user_features_fold as fold
 from projections.user_features import StateCache, state_bytes
@@ -40,16 +41,26 @@ def test_user_vectors_go_least_recently_used_first_once_over_the_byte_budget() -
     assert cache.get(("huge", "f" * 64), 1) is None
 
 
+def weight(folded: fold.State, user: str) -> int:
+    return state_bytes(orjson.dumps(folded), ("user_features", user))
+
+
 def test_states_are_bounded_by_their_estimated_memory() -> None:
     small, large = state(0, 2), state(1, 400)
-    assert state_bytes(large) > 20 * state_bytes(small)
-    cache = StateCache(max_bytes=state_bytes(large) + state_bytes(small) * 3 // 2)
+    assert weight(large, "large") > 20 * weight(small, "small-a")
+    cache = StateCache(max_bytes=weight(large, "large") + weight(small, "small-a") * 3 // 2)
     cache.put("user_features", "small-a", small)
     cache.put("user_features", "small-b", state(2, 2))
     cache.put("user_features", "large", large)
     assert cache.get("user_features", "small-a") is None  # the oldest made room
-    assert cache.get("user_features", "large") is large
+    assert cache.get("user_features", "large") == large
+    assert cache.version("user_features", "large") == large["stream_version"]
     assert cache.held_bytes <= cache.max_bytes
+    # What get returns is a copy: folding into it leaves the kept state as it was.
+    copy = cache.get("user_features", "large")
+    assert copy is not None and copy is not large
+    copy["items"]["another"] = {"progress": 1.0}
+    assert "another" not in (cache.get("user_features", "large") or {})["items"]
     # A state that grew is weighed again when put back; one over the budget is dropped.
     for i in range(400, 2000):
         large["items"][f"movie-1-{i}"] = {"progress": 0.5, "at": "2024"}
