@@ -217,29 +217,31 @@ class ExperimentHolder:
         return str(ended) if ended is not None else None
 
     async def refresh(self, pool: asyncpg.Pool) -> None:
-        """Serve what PostgreSQL says runs: the same experiment costs one small read."""
-        async with pool.acquire(timeout=2) as conn:
-            row = await conn.fetchrow(RUNNING_SQL)
-        if row is None:
-            if self.current is not None:
-                log.info("experiment ended elsewhere", extra={"id": self.current.id})
-            self.current = None
-            return
-        current = self.current
-        if (current is not None and current.id == row["id"]) or row["id"] == self._refused:
-            return
+        """Serve what PostgreSQL says runs: the same experiment costs one small read.
+        Read under the lock, so a start or end of this process is never undone by a
+        read from before it."""
         async with self._lock:
+            async with pool.acquire(timeout=2) as conn:
+                row = await conn.fetchrow(RUNNING_SQL)
+            current = self.current
+            if row is None:
+                if current is not None:
+                    log.info("experiment ended elsewhere", extra={"id": current.id})
+                self.current = None
+                return
+            if (current is not None and current.id == row["id"]) or row["id"] == self._refused:
+                return
             stored = json.loads(row["variants"])
             wanted = [(Path(v["path"]), float(v["share"]), v["sha256"]) for v in stored]
             try:
                 variants = await self._variants(wanted)
             except ModelRefused as exc:
                 self._refused = row["id"]
+                self.current = None
                 log.error(
                     "the running experiment cannot be served here; the current model serves",
                     extra={"id": row["id"], "reason": exc.reason},
                 )
-                self.current = None
                 return
             self.current = Experiment(row["id"], row["started_at"], variants)
         log.info("serving the running experiment", extra={"id": row["id"]})

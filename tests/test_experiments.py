@@ -329,3 +329,28 @@ async def test_every_process_follows_the_experiment_another_starts_and_ends(
         }
         assert (await other_http.delete(EXPERIMENT, headers=ADMIN)).status_code == 200
         await within(10, lambda: one.experiments.current is None)
+
+
+async def test_a_process_that_cannot_load_the_experiment_serves_its_current_model(
+    settings: Settings, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """A variant's file replaced since the start (another digest) is not served in its
+    place: the process says so in its log and serves its current model to everyone."""
+    settings = own(settings, tmp_path / "data")
+    _, second = two_models(settings.data_dir / "models")
+    await catalog(db)
+    body = {
+        "variants": [{"model": "default.npz", "share": 0.5}, {"model": "plain.npz", "share": 0.5}]
+    }
+    async with AsyncExitStack() as stack:
+        _, http = await opened(settings, stack)
+        assert (await http.put(EXPERIMENT, json=body, headers=ADMIN)).status_code == 200
+    save_model(train(tastes(4), Params(l2=5.0)), second)
+    async with AsyncExitStack() as stack:
+        services, http = await opened(settings, stack)
+        assert services.experiments is not None and services.experiments.current is None
+        assert services.models.current is not None
+        version = services.models.current.model.metadata["version"]
+        answers = await versions_of(http, USERS[:20])
+        assert {a["model_version"] for a in answers.values()} == {version}
+        assert (await http.get(EXPERIMENT, headers=ADMIN)).status_code == 200  # still stored
