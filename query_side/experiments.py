@@ -32,6 +32,7 @@ from typing import Any
 import asyncpg
 
 from event_store.errors import UNAVAILABLE_ERRORS
+from model.artifacts import file_sha256
 from query_side.model_serving import (
     ARTIFACT_SUFFIXES,
     OUTSIDE,
@@ -157,9 +158,14 @@ class ExperimentHolder:
     async def _load(self, path: Path, sha256: str | None = None) -> ServedModel:
         """The served model of `path`, reusing one already in memory (the current model,
         a variant of the running experiment) when it is the same file."""
+        if sha256 is None:  # a new experiment: the file as it is now
+            try:
+                sha256 = await asyncio.to_thread(file_sha256, path)
+            except OSError:
+                pass  # (loading it says why)
         known = [self.models.current, *(self.current.served if self.current else ())]
         for served in known:
-            if served is not None and served.path == path and sha256 in (None, served.sha256):
+            if served is not None and served.path.resolve() == path and served.sha256 == sha256:
                 return served
         served = await self.models.load_other(path)
         if sha256 is not None and served.sha256 != sha256:
