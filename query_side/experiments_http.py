@@ -17,11 +17,6 @@ from schema.http import JSONResponse, admin_only, error_response
 from schema.openapi import ApiRoute
 
 NONE_RUNS = "no experiment is running"
-ADMIN_ERRORS: dict[int, type[responses.BaseModel] | None] = {
-    401: responses.ErrorBody,
-    403: responses.ErrorBody,
-    503: responses.ErrorBody,
-}
 
 
 def experiment_routes(
@@ -75,27 +70,21 @@ def experiment_routes(
         " model is refused refuses it all, and nothing changes",
         "admin",
         responses.ExperimentRequest,
-        {
-            200: responses.Experiment,
-            400: responses.ErrorBody,
-            404: responses.ErrorBody,
-            422: responses.ErrorBody,
-            **ADMIN_ERRORS,
-        },
+        openapi.answers({200: responses.Experiment}, 400, 401, 403, 404, 422, 503),
         admin=True,
     )
     get = openapi.Operation(
         "The running experiment: users and recommendations per variant since it started",
         "admin",
         None,
-        {200: responses.Experiment, 404: responses.ErrorBody, **ADMIN_ERRORS},
+        openapi.answers({200: responses.Experiment}, 401, 403, 404, 503),
         admin=True,
     )
     delete = openapi.Operation(
         "End the running experiment (everyone back to the current model); its last figures",
         "admin",
         None,
-        {200: responses.Experiment, 404: responses.ErrorBody, **ADMIN_ERRORS},
+        openapi.answers({200: responses.Experiment}, 401, 403, 404, 503),
         admin=True,
     )
     return [
