@@ -15,12 +15,17 @@ server shows its queueing delay). One run, one server, one phase after the other
 - similar: GET /api/v1/movies/{movie}/similar, random catalog movie and limit;
 - popular: GET /api/v1/popular, random limit, a random genre in half of the requests.
 
+`--experiment` runs every phase with a 50/50 A/B experiment (PUT /api/v1/admin/experiment)
+between the trained model and a variant of it read with other parameters
+(`variant_model`): each recommend request then also picks its user's variant.
+
 Targets (SPEC, Performance): recommend p99 <= 10 ms, similar and popular p99 <= 5 ms,
 all at 1,000 req/s with 0 errors. `--items N` benches a generated catalog of N movies
 instead (bench/synthetic_movielens.py's `tastes` viewers) with a model over all of them
 (see `large_model`: `cinemate train` caps its vocabulary at 4,000 items).
 
     python -m bench.recommend [--data DIR | --items 20000] [--rate 1000] [--seconds 15]
+                              [--experiment]
 
 vegeta: `go install github.com/tsenart/vegeta/v12@v12.13.0` (found in PATH or ~/go/bin).
 """
@@ -48,6 +53,7 @@ from bench.ingest import ROOT, free_port, start, stop, wait_ready
 
 VEGETA_INSTALL = "go install github.com/tsenart/vegeta/v12@v12.13.0"
 TIMEOUT = "5s"
+ADMIN_TOKEN = "bench-admin-token"
 
 
 def vegeta_path() -> str:
@@ -252,17 +258,18 @@ def settle(pgdata: Path) -> None:
 
 
 def trained_service(
-    data: Path, work: Path, every_item: bool = False
+    data: Path, work: Path, every_item: bool = False, variant: bool = False
 ) -> tuple[subprocess.Popen[bytes], int]:
     """`cinemate import` + `cinemate train` into a fresh data dir under `work` (or, with
-    `every_item`, `large_model` instead of training), then `cinemate serve` on it (the
-    default layout), ready and caught up. (process, port)"""
+    `every_item`, `large_model` instead of training), with `variant` also a
+    `variant_model` of it, then `cinemate serve` on it (the default layout, ADMIN_TOKEN
+    set), ready and caught up. (process, port)"""
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "MODEL_PATH")
     }
-    env.update(CINEMATE_DATA_DIR=str(work / "data"), LOG_LEVEL="WARNING")
+    env.update(CINEMATE_DATA_DIR=str(work / "data"), LOG_LEVEL="WARNING", ADMIN_TOKEN=ADMIN_TOKEN)
     cli = [sys.executable, "-m", "cinemate.cli"]
     for step in (["import", "--movielens", str(data)], [] if every_item else ["train"]):
         if not step:
@@ -276,6 +283,9 @@ def trained_service(
             raise SystemExit(done.stderr[-2000:])
         last = done.stdout.strip().splitlines()[-1]
         print(f"{' '.join(step[:2])}: {time.monotonic() - began:.0f} s; {last}", flush=True)
+    if variant:
+        made = variant_model(work / "data" / "models")
+        print(f"experiment variant: {made.name}", flush=True)
     port = free_port()
     service = start([*cli, "serve", "--port", str(port)], env, work / "serve.log")
     try:
@@ -359,6 +369,69 @@ def large_model(data: Path, models: Path) -> Path:
     return save_model(model, models / f"{version}.npz")
 
 
+def variant_model(models: Path) -> Path:
+    """A second model beside the newest artifact of `models`: the same matrix read with
+    other history parameters (no recency decay, every movie +-1), as a variant of an A/B
+    experiment. Its serving cost is the original's (same shape); its file is dated
+    before the original, so the service still serves the original as its current model."""
+    import dataclasses
+
+    from model.artifacts import load_model, save_model
+    from model.recommender import TrainedModel
+    from query_side.model_serving import newest_artifact
+
+    original = newest_artifact(models)
+    assert original is not None, f"no artifact in {models}"
+    model = load_model(original)
+    params = dataclasses.replace(model.params, recency_tau=0.0, value_power=0.0)
+    version = f"{model.metadata['version']}-variant"
+    metadata = {**model.metadata, "version": version, "params": params.to_dict()}
+    variant = TrainedModel(model.item_ids, model.matrix, model.popularity, params, metadata)
+    path = save_model(variant, models / f"{version}{original.suffix}")
+    older = original.stat().st_mtime - 60
+    for file in (path, path.with_name(path.name + ".sha256"), path.with_name(path.name + ".json")):
+        if file.exists():
+            os.utime(file, (older, older))
+    return path
+
+
+def start_experiment(base: str, models: Path) -> dict[str, Any]:
+    """A 50/50 experiment between the served model and its `variant_model`."""
+    original = newest_artifact_name(models)
+    variant = next(p.name for p in models.glob("*-variant.*") if p.suffix in (".npz", ".onnx"))
+    answer = httpx.put(
+        f"{base}/api/v1/admin/experiment",
+        json={"variants": [{"model": original, "share": 0.5}, {"model": variant, "share": 0.5}]},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=60,
+    )
+    if answer.status_code != 200:
+        raise SystemExit(f"experiment refused: {answer.status_code} {answer.text}")
+    started: dict[str, Any] = answer.json()
+    return started
+
+
+def newest_artifact_name(models: Path) -> str:
+    from query_side.model_serving import newest_artifact
+
+    newest = newest_artifact(models)
+    assert newest is not None
+    return newest.name
+
+
+def experiment_figures(base: str) -> str:
+    answer = httpx.get(
+        f"{base}/api/v1/admin/experiment",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=30,
+    ).json()
+    return "; ".join(
+        f"{v['model_version']} {v['share']:.0%}: {v['users']:,} users, "
+        f"{v['recommendations']:,} recommendations"
+        for v in answer["variants"]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -384,6 +457,11 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument(
+        "--experiment",
+        action="store_true",
+        help="run with a 50/50 A/B experiment between the trained model and a variant",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the work dir (data, logs, vegeta results)"
     )
     parser.add_argument(
@@ -398,7 +476,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="cinemate-rec-"))
     data = prepare(args, work)
     users, movies, genres = read_catalog(data)
-    service, port = trained_service(data, work, every_item=bool(args.items))
+    service, port = trained_service(
+        data, work, every_item=bool(args.items), variant=args.experiment
+    )
     base = f"http://127.0.0.1:{port}"
     phases = ["live", *(args.only or ["recommend", "moving", "similar", "popular"])]
     count = int(args.rate * args.seconds)
@@ -410,6 +490,10 @@ def main() -> None:
             f"{len(movies):,} movies in the catalog",
             flush=True,
         )
+        if args.experiment:
+            started = start_experiment(base, work / "data" / "models")
+            shown = ", ".join(v["model_version"] for v in started["variants"])
+            print(f"experiment {started['id']}: 50/50 between {shown}", flush=True)
         for kind in phases:  # warm up: connections, prepared statements, caches of code
             if kind == "moving":
                 continue  # the recommend phase warms it up
@@ -439,6 +523,7 @@ def main() -> None:
             answered = runs[kind]["requests"] + (args.event_rate * args.seconds if beside else 0)
             runs[kind]["cpu_us"] = (cpu_seconds(service.pid) - cpu) / answered * 1e6
         rss = service_rss_mb(service.pid)
+        figures = experiment_figures(base) if args.experiment else ""
     finally:
         stop(service)
     names = {
@@ -467,6 +552,8 @@ def main() -> None:
             f"{run['p99_ms'] / live['p99_ms']:>6.1f} x{target}"
         )
     print(f"service RSS after the run (serve and its children): {rss:,.0f} MB")
+    if figures:
+        print(f"experiment: {figures}")
     if args.keep:
         print(f"kept: {work}")
     else:

@@ -48,6 +48,7 @@ from projections.simple_projections import (
 from projections.status import dead_letter_count, live_consumers, projection_status
 from projections.store_follower import StoreFollower
 from projections.user_features import UserFeaturesProjection, refresh_user
+from query_side.experiments import ExperimentHolder
 from query_side.health import Probe
 from query_side.http import QueryServices, query_routes
 from query_side.model_metrics import model_metrics, model_metrics_routes
@@ -84,6 +85,8 @@ class Services:
     recommendation_log: RecommendationLog | None = None
     # Plain SELECTs of the recommend path, on connections not reset per request.
     read_pool: asyncpg.Pool | None = None
+    # The running A/B experiment, served beside (instead of) the current model.
+    experiments: ExperimentHolder | None = None
 
 
 def models_dir(settings: Settings) -> Path:
@@ -221,6 +224,11 @@ async def open_services(
         await services.models.load_initial(settings.model_path, models_dir(settings))
         if settings.model_path is None:  # an operator's MODEL_PATH is not overridden
             services.tasks.append(asyncio.create_task(services.models.watch(), name="models"))
+        # The experiment running (if any) serves from the first request on, and whatever
+        # another process starts or ends is followed.
+        experiments = services.experiments = ExperimentHolder(services.models)
+        await experiments.refresh(pool)
+        services.tasks.append(asyncio.create_task(experiments.watch(pool), name="experiment"))
     if settings.enable_consumers if run_projections is None else run_projections:
         start_projectors(services)
     if settings.kafka_on if run_relay is None else run_relay:
@@ -340,6 +348,9 @@ def metrics_refresher(services: Services) -> Any:
         served = services.models.current
         version = served.model.metadata.get("version") if served else "popularity"
         services.metrics.model.labels(str(version)).set(1)
+        experiment = services.experiments.current if services.experiments else None
+        for variant in experiment.variants if experiment else ():
+            services.metrics.model.labels(variant.version).set(1)
         now = time.monotonic()
         if now - services.metrics.online_read_at >= MODEL_METRICS_TTL:
             since = datetime.now(UTC) - timedelta(hours=24)
@@ -394,6 +405,7 @@ def build_app(services: Services) -> ServiceApp:
             admin_token=services.settings.admin_token,
             records=services.recommendation_log,
             reads=services.read_pool,
+            experiments=services.experiments,
         ),
         services.settings.admin_token,
     )

@@ -283,11 +283,53 @@ class TrainedModel:
         scores[excluded] = -np.inf
         return [(self.item_ids[i], float(scores[i])) for i in top_k(scores, k).tolist()]
 
+    def because(
+        self, rows: np.ndarray, weights: np.ndarray, items: Sequence[int], k: int = 3
+    ) -> list[list[str]]:
+        """Per item of `items` (indices), the at most `k` history movies adding most to
+        its score, largest first: see `contributions`."""
+        return top_contributors(self.item_ids, contributions(self.matrix, rows, weights, items), k)
+
     def indices(self, movie_ids: Iterable[str]) -> np.ndarray:
         """int64 indices of the movies this model knows (the others are left out)."""
         index = self._index
         found = [i for m in movie_ids if (i := index.get(m)) is not None]
         return np.asarray(found, dtype=np.int64)
+
+
+def contributions(
+    matrix: np.ndarray, rows: np.ndarray, weights: np.ndarray, items: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """How much each history movie adds to each item's score: (movie indices, a movies x
+    items array). A user vector is (matrix rows, weights), one row per (block, movie), so
+    history movie h adds sum over its rows r of weights[r] * matrix[r, i] to item i; the
+    columns sum to the items' scores (in float64, before the scorer's float32 rounding)."""
+    n = matrix.shape[1]
+    columns = np.asarray(items, dtype=np.int64)
+    if len(rows) == 0 or len(columns) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, len(columns)))
+    parts = matrix[rows[:, None], columns[None, :]].astype(np.float64)
+    parts *= weights.astype(np.float64)[:, None]
+    movies, row_movie = np.unique(rows % n, return_inverse=True)
+    per_movie = np.zeros((len(movies), len(columns)))
+    np.add.at(per_movie, row_movie.reshape(-1), parts)
+    return movies, per_movie
+
+
+def top_contributors(
+    item_ids: Sequence[str], found: tuple[np.ndarray, np.ndarray], k: int = 3
+) -> list[list[str]]:
+    """Per item (a column of `contributions`), the ids of the at most `k` movies adding
+    most to its score, largest first, ties to the lower item index; a movie adding
+    nothing or taking away (a dislike, a negative weight) explains nothing."""
+    movies, per_movie = found
+    if len(movies) == 0:
+        return [[] for _ in range(per_movie.shape[1])]
+    order = np.argsort(-per_movie, axis=0, kind="stable")[:k]
+    return [
+        [item_ids[movies[m]] for m in order[:, col].tolist() if per_movie[m, col] > 0]
+        for col in range(per_movie.shape[1])
+    ]
 
 
 @dataclass(frozen=True)

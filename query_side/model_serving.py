@@ -190,6 +190,12 @@ class ModelHolder:
         )
         return served
 
+    async def load_other(self, path: Path) -> ServedModel:
+        """A model to serve beside `current` (an experiment's variant): found trusted,
+        loaded and checked as `load` does, but never swapped in."""
+        trusted = await self.trusted_pickles()
+        return await asyncio.to_thread(_load_and_check, path, trusted)
+
     async def load_newest(self, models_dir: Path) -> ServedModel:
         """The newest artifact in the models dir that loads; ModelRefused (with the
         newest one's reason) when none does, and the model serving before stays."""

@@ -22,6 +22,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from query_side import recommend, user_vectors
+from query_side.experiments import ExperimentHolder
+from query_side.experiments_http import experiment_routes
 from query_side.http import BadQuery, answering, int_param, query_param, user_id_param
 from query_side.model_serving import (
     OUTSIDE,
@@ -99,6 +101,8 @@ class RecommendServices:
     records: RecommendationLog | None = None
     # For the plain SELECTs of recommend and similar (database.create_pool reads_only).
     reads: asyncpg.Pool | None = None
+    # The running A/B experiment, if any (kept in step with PostgreSQL by the service).
+    experiments: ExperimentHolder | None = None
 
 
 class GenreIndices:
@@ -138,6 +142,19 @@ def _exclude_param(request: Request) -> set[str]:
     return set(raw.split(",")) if raw else set()
 
 
+_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def _explain_param(request: Request) -> bool:
+    raw = query_param(request, "explain")
+    if raw is None:
+        return False
+    value = _BOOLEANS.get(raw.lower())
+    if value is None:
+        raise BadQuery("query", "explain", "true or false")
+    return value
+
+
 def _items(catalog: Catalog, ranked: list[tuple[str, float]]) -> list[dict[str, Any]]:
     return [
         {
@@ -159,6 +176,7 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
     records = services.records or RecommendationLog(pool)
     reads = services.reads or pool
     genre_index: list[recommend.GenreIndex] = []  # the current one, rebuilt per catalog
+    experiments = services.experiments or ExperimentHolder(models)
 
     async def refresh_catalog() -> None:
         if catalog.stale():
@@ -212,12 +230,33 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
         affinity = recommend.genre_affinity(state, searched)
         return recommend.cold_start(trending, catalog, affinity, limit, exclude, allowed)
 
+    async def explained(
+        user_id: str,
+        state: dict[str, Any] | None,
+        served: ServedModel,
+        ranked: list[tuple[str, float]],
+    ) -> list[list[str]]:
+        """`because` of each ranked item. Only explain=true comes here: a user whose
+        vector was kept has their state read once more (the vector keeps no history)."""
+        if state is None:
+            async with reads.acquire() as conn:
+                text = await conn.fetchval(
+                    "SELECT state::text FROM user_features WHERE user_id = $1", user_id
+                )
+            state = orjson.loads(text) if text is not None else None
+        model = served.model
+        rows, weights = user_vectors.history_rows(model, state)
+        indices = [i for m, _ in ranked if (i := model.index_of(m)) is not None]
+        return model.because(rows, weights, indices)
+
     async def recommendations(request: Request) -> Response:
         user_id = user_id_param(request)
         limit = int_param(request, "limit", 10, 1, 100)
         genre = query_param(request, "genre") or None
         exclude = _exclude_param(request)
-        served = models.current
+        explain = _explain_param(request)
+        experiment = experiments.current
+        served = models.current if experiment is None else experiment.assign(user_id)
         state, vector = await user_state(user_id, served)
         allowed = catalog.movies_in(genre) if genre else None
         if served is not None and vector is not None:
@@ -243,13 +282,19 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
         await records.record(
             Record(recommendation_id, user_id, version, strategy, [m for m, _ in ranked])
         )
+        items = _items(catalog, ranked)
+        if explain and strategy == "personalized" and served is not None:
+            for item, because in zip(
+                items, await explained(user_id, state, served, ranked), strict=True
+            ):
+                item["because"] = because
         return JSONResponse(
             {
                 "user_id": user_id,
                 "recommendation_id": recommendation_id,
                 "model_version": version,
                 "strategy": strategy,
-                "items": _items(catalog, ranked),
+                "items": items,
                 "generated_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             }
         )
@@ -374,6 +419,14 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
                         {"type": "string", "pattern": commands.EXCLUDE_PATTERN},
                         f"Up to {commands.MAX_EXCLUDE} comma-separated movie ids to leave out",
                     ),
+                    openapi.Param(
+                        "explain",
+                        "query",
+                        {"type": "boolean", "default": False},
+                        "Add `because` to each personalized item: the at most 3 movies of"
+                        " the viewer's history contributing most to its score (cold-start"
+                        " items get none)",
+                    ),
                 ),
             ),
         ),
@@ -421,5 +474,8 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
                 admin=True,
                 body_required=False,
             ),
+        ),
+        *experiment_routes(
+            pool, experiments, services.models_dir, services.model_path, services.admin_token
         ),
     ]

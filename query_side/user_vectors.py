@@ -108,6 +108,16 @@ def read(model: TrainedModel, state: Mapping[str, Any] | None) -> UserVector | N
     return UserVector(model.raw_scores(rows, weights), seen)
 
 
+def history_rows(
+    model: TrainedModel, state: Mapping[str, Any] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The user vector `read` scores, as (matrix rows, weights) (`TrainedModel.
+    user_vector`): what `TrainedModel.because` explains a ranking from."""
+    items: Mapping[str, Mapping[str, Any]] = (state or {}).get("items") or {}
+    part = newest_part(items, model.params.max_history)
+    return model.user_vector(part if part is not None else history_of(state))
+
+
 Key = tuple[str, str]  # (user id, model sha256)
 # A vector holds 4 bytes per model item: 256 MiB keep ~17,000 users of a 4,000-item model,
 # ~3,300 of a 20,000-item one (whose matrix alone is 1.6 GB).

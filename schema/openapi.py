@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,11 +66,23 @@ def command(summary: str, body: type[BaseModel]) -> Operation:
 
 class ApiRoute(Route):
     """A route that carries its OpenAPI operation, declared where the route is: the
-    document is built from the routes themselves, so it cannot drift from them."""
+    document is built from the routes themselves, so it cannot drift from them. A route
+    of several methods says each one's operation (`doc` by method); one route per path
+    keeps the router's 405 `Allow` header whole."""
 
-    def __init__(self, path: str, endpoint: Any, *, methods: list[str], doc: Operation) -> None:
+    def __init__(
+        self,
+        path: str,
+        endpoint: Any,
+        *,
+        methods: list[str],
+        doc: Operation | Mapping[str, Operation],
+    ) -> None:
         super().__init__(path, endpoint, methods=methods)
         self.doc = doc
+
+    def operation(self, method: str) -> Operation:
+        return self.doc if isinstance(self.doc, Operation) else self.doc[method]
 
 
 def _operation_id(method: str, path: str) -> str:
@@ -81,7 +93,7 @@ def _operation_id(method: str, path: str) -> str:
 def operations_of(routes: Sequence[BaseRoute]) -> list[tuple[str, str, Operation]]:
     """(method, path, operation) of every documented route, in route order."""
     return [
-        (method.lower(), route.path, route.doc)
+        (method.lower(), route.path, route.operation(method))
         for route in routes
         if isinstance(route, ApiRoute)
         for method in sorted(route.methods or ())

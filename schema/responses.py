@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Accepted(BaseModel):
@@ -129,12 +129,25 @@ class RecommendedItem(BaseModel):
     genres: list[str]
 
 
+class PersonalItem(RecommendedItem):
+    because: list[str] = Field(
+        default_factory=list,
+        max_length=3,
+        description="Only with explain=true, and only in personalized answers (a cold"
+        " start is not read from the history, so its items carry no `because`): the at"
+        " most 3 movies of the viewer's history contributing most to this item's score,"
+        " the largest first (only movies adding to it)",
+    )
+
+
 class Recommendation(BaseModel):
     user_id: str
     recommendation_id: str = Field(description="Send it back with feedback")
-    model_version: str
+    model_version: str = Field(
+        description="The model that served: during an experiment, the viewer's variant"
+    )
     strategy: Literal["personalized", "cold_start"]
-    items: list[RecommendedItem]
+    items: list[PersonalItem]
     generated_at: str
 
 
@@ -192,3 +205,55 @@ class ModelMetrics(BaseModel):
 class ModelMetricsList(BaseModel):
     since: datetime
     models: list[ModelMetrics]
+
+
+# A variant names an artifact (as /model/reload's `path` does) or a model version, whose
+# artifact is looked up in the models dir.
+EXPERIMENT_MODEL_PATTERN = r"^(?:[^\x00]*[^/\x00]\.(npz|pkl|onnx)|[A-Za-z0-9_.:-]{1,128})$"
+# Shares are floats: they sum to 1 within this.
+SHARE_TOLERANCE = 1e-6
+
+
+class ExperimentVariantRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    model: str = Field(
+        pattern=EXPERIMENT_MODEL_PATTERN,
+        description="An artifact (.npz, .pkl or .onnx) in the models dir (a relative path is"
+        " taken from there) or at MODEL_PATH, as for /model/reload; or the model version of"
+        " an artifact in the models dir",
+    )
+    share: float = Field(gt=0, le=1, description="The fraction of users this variant serves")
+
+
+class ExperimentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    variants: list[ExperimentVariantRequest] = Field(
+        min_length=2,
+        max_length=10,
+        description="The models to compare; their shares sum to 1 and their model versions differ",
+    )
+
+    @field_validator("variants")
+    @classmethod
+    def _shares_sum_to_one(
+        cls, variants: list[ExperimentVariantRequest]
+    ) -> list[ExperimentVariantRequest]:
+        total = sum(v.share for v in variants)
+        if abs(total - 1.0) > SHARE_TOLERANCE:
+            raise ValueError(f"the shares sum to {total:.6g}, not 1")
+        return variants
+
+
+class ExperimentVariant(BaseModel):
+    model_version: str
+    share: float
+    users: int = Field(description="Distinct users this variant recommended to since started_at")
+    recommendations: int = Field(description="Recommendations it served since started_at")
+
+
+class Experiment(BaseModel):
+    id: str = Field(description="Users are assigned by a hash of (id, user id)")
+    started_at: datetime
+    variants: list[ExperimentVariant]

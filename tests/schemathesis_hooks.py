@@ -1,7 +1,7 @@
 """Schemathesis hooks (SCHEMATHESIS_HOOKS=tests.schemathesis_hooks) for what JSON Schema
 cannot say and the schema therefore only describes in words (SPEC: `occurred_at` at most
 5 minutes ahead of the server's clock; `context` at most 2 KB once encoded, no NUL, numbers
-within 64 bits). A generated body breaking only these is brought back within them, so the
+within 64 bits; an experiment's shares sum to 1). A generated body breaking only these is brought back within them, so the
 run's `positive_data_acceptance` check tests everything else; the limits themselves are
 tested in tests/test_validation.py. Nothing else is changed: a body that breaks the
 schema stays as broken as it was generated."""
@@ -43,6 +43,27 @@ def _within_limits(command: Any) -> Any:
         except ValidationError:
             command["context"] = {"device": "tv"}
     return command
+
+
+def _shares_summing_to_one(body: dict[str, Any]) -> dict[str, Any]:
+    variants = body["variants"]
+    found = [v.get("share") if isinstance(v, dict) else None for v in variants]
+    shares = [float(s) for s in found if isinstance(s, int | float) and not isinstance(s, bool)]
+    if len(shares) < len(found) or not all(0 < s <= 1 for s in shares):
+        return body  # broken otherwise: left as generated
+    total = sum(shares)
+    scaled = [s / total for s in shares]
+    if not all(s > 0 for s in scaled):
+        scaled = [1 / len(shares)] * len(shares)
+    return {**body, "variants": [{**v, "share": s} for v, s in zip(variants, scaled, strict=True)]}
+
+
+@schemathesis.hook
+def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
+    """Every phase's requests (the coverage phase's bodies do not pass map_body)."""
+    body = getattr(case, "body", None)
+    if isinstance(body, dict) and isinstance(body.get("variants"), list) and body["variants"]:
+        case.body = _shares_summing_to_one(body)
 
 
 @schemathesis.hook

@@ -9,6 +9,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from cinemate.settings import Settings
 from tests.live_server import live_server
 from tests.test_docs_browser import rendered
+from tests.test_experiments import two_models
 
 ADMIN = {"Authorization": "Bearer s3cret"}
 SEEDED_EVENTS = 12
@@ -74,6 +76,7 @@ def test_the_dashboard_shows_the_seeded_figures(seeded: str, tmp_path: Path) -> 
     assert figure(page, "dlq") == "0"
     assert figure(page, "lag") == "0"
     assert figure(page, "experiment") == "none"
+    assert re.search(r'<table id="variants" style="display: ?none;?"', page)  # no variants
     assert figure(page, "ingest-rate") != "–"  # a second sample came: the page refreshes
     row = re.search(r"<tr><td>popularity</td>((?:<td[^>]*>[^<]*</td>)+)</tr>", page)
     assert row, page[-3000:]
@@ -121,3 +124,45 @@ def test_a_screenshot_can_be_taken(seeded: str, tmp_path: Path) -> None:
         )
     assert done.returncode == 0, done.stderr[-3000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def experimenting(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A server running a 60/40 experiment between two models, a few users served."""
+    data = tmp_path / "data"
+    two_models(data / "models")
+    with live_server(settings, data, ADMIN_TOKEN="s3cret") as url:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            variants = [
+                {"model": "default.npz", "share": 0.6},
+                {"model": "plain.npz", "share": 0.4},
+            ]
+            started = http.put(
+                "/api/v1/admin/experiment", json={"variants": variants}, headers=ADMIN
+            )
+            assert started.status_code == 200, started.text
+            for n in range(12):
+                assert http.get(f"/api/v1/recommend/e{n % 8}").status_code == 200
+            running: dict[str, Any] = http.get("/api/v1/admin/experiment", headers=ADMIN).json()
+        yield url, running
+
+
+def test_the_dashboard_shows_the_running_experiment(
+    experimenting: tuple[str, dict[str, Any]],
+) -> None:
+    url, running = experimenting
+    assert sum(v["recommendations"] for v in running["variants"]) == 12
+    page = rendered(f"{url}/dashboard#token=s3cret")
+    assert figure(page, "experiment").startswith(f"{running['id']}, since ")
+    table = re.search(r'<table id="variants" style="">(.*?)</table>', page, re.S)
+    assert table, page[-3000:]
+    rows = re.findall(r"<tr><td>([^<]*)</td>((?:<td[^>]*>[^<]*</td>)+)</tr>", table.group(1))
+    shown = {version: re.findall(r"<td[^>]*>([^<]*)</td>", cells) for version, cells in rows}
+    assert shown == {
+        v["model_version"]: [
+            f"{100 * v['share']:.1f} %",
+            str(v["users"]),
+            str(v["recommendations"]),
+        ]
+        for v in running["variants"]
+    }

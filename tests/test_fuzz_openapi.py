@@ -101,6 +101,8 @@ DANGEROUS = {
     "post_api_v1_admin_projections_name_rebuild",
     "post_model_reload",
     "delete_api_v1_users_user_id",
+    "put_api_v1_admin_experiment",
+    "delete_api_v1_admin_experiment",
 }
 GROUPS: dict[str, int] = {
     "commands": 150,
@@ -118,7 +120,7 @@ def group_of(op: Op) -> str:
 
 
 EXAMPLES: dict[str, int] = {op.id: GROUPS[group_of(op)] for op in OPERATIONS}
-FUZZ_CASE_COUNT = 2040  # requests planned (hypothesis examples), all operations together
+FUZZ_CASE_COUNT = 2220  # requests planned (hypothesis examples), all operations together
 assert FUZZ_CASE_COUNT == sum(EXAMPLES.values()), sum(EXAMPLES.values())
 assert DANGEROUS <= set(EXAMPLES)
 RAN: Counter[str] = Counter()  # requests actually sent, per operation
@@ -164,6 +166,7 @@ HINTS: dict[str, list[Any]] = {  # values that exist, by field or parameter name
     "query": ["horror", "comedy"],
     # Placeholders, replaced by real paths when the request is sent.
     "path": ["<model>", "<missing>", "<corrupt>", "", "<not-a-model>", "<directory>", "<model>"],
+    "model": ["<model>", "<missing>", "<corrupt>", "planted.npz", "popularity", "<model>"],
 }
 
 
@@ -648,6 +651,7 @@ def json_request(op: Op, case: Case) -> tuple[bool, Any]:
 UNDOCUMENTABLE = {
     "occurred_at",  # at most 5 minutes ahead of the server's clock
     "context",  # at most 2 KB encoded, 64-bit numbers, no NUL
+    "variants",  # an experiment's shares sum to 1
 }
 
 
@@ -752,7 +756,7 @@ async def _chunks(content: bytes) -> AsyncIterator[bytes]:
 
 async def send_and_check(env: Env, op: Op, case: Case) -> None:
     content = case.content
-    if content is not None and op.id == "post_model_reload":
+    if content is not None and op.id in ("post_model_reload", "put_api_v1_admin_experiment"):
         for placeholder, path in env.paths.items():
             content = content.replace(placeholder.encode(), path.encode())
     if content is not None and case.oversize:  # whitespace is valid JSON: only the size is wrong

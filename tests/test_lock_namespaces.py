@@ -166,4 +166,3 @@ async def _until_an_advisory_lock_is_awaited(db: asyncpg.Connection) -> None:
     ):
         assert time.monotonic() < deadline, "the append never waited for the lock"
         await asyncio.sleep(0.01)
-

@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 
 from cinemate.app import Services, build_app, open_services
@@ -21,6 +22,7 @@ from cinemate.settings import Settings
 from model.artifacts import file_sha256, save_model
 from model.interactions import Interaction
 from model.recommender import train
+from query_side import user_vectors
 from tests.projection_helpers import features_at, wait_caught_up
 
 ADMIN = {"Authorization": "Bearer s3cret"}
@@ -357,3 +359,43 @@ async def test_a_stream_recreated_after_a_forget_is_never_served_the_old_ranking
     after = await recommend(http, "returning")
     movies = [item["movie_id"] for item in after["items"]]
     assert movies and all(m in HORRORS for m in movies), movies
+
+
+async def test_explain_says_which_history_movies_each_personal_item_comes_from(
+    http: httpx.AsyncClient, services: Services
+) -> None:
+    """?explain=true: `because` on each personalized item, from the viewer's own history,
+    the movie adding most first; the answer is otherwise what it is without explain, and
+    without explain (or for a cold start) no item has a `because`."""
+    for n, movie in enumerate(["a0", "a1", "a2", "b0"], start=1):
+        await rate(http, "fan", movie, n)
+    plain = await recommend(http, "fan")
+    explained = await recommend(http, "fan", "&explain=true")
+    assert explained["strategy"] == "personalized"
+    assert all("because" not in item for item in plain["items"])
+    assert [{k: v for k, v in item.items() if k != "because"} for item in explained["items"]] == (
+        plain["items"]
+    )
+    served = services.models.current
+    assert served is not None
+    history = {"a0", "a1", "a2", "b0"}
+    for item in explained["items"]:
+        assert 1 <= len(item["because"]) <= 3 and set(item["because"]) <= history
+        if item["movie_id"].startswith("a"):  # a comedy: explained by the comedies first
+            assert item["because"][0].startswith("a")
+    # The same as the model's own explanation of the same ranking.
+    async with services.pool.acquire() as conn:
+        folded = await conn.fetchval("SELECT state::text FROM user_features WHERE user_id = 'fan'")
+    rows, weights = user_vectors.history_rows(served.model, orjson.loads(folded))
+    indices = [served.model.index_of(i["movie_id"]) or 0 for i in explained["items"]]
+    assert [i["because"] for i in explained["items"]] == served.model.because(
+        rows, weights, indices
+    )
+    assert (await recommend(http, "fan", "&explain=false"))["items"] == plain["items"]
+    cold = await recommend(http, "nobody-yet", "&explain=true")
+    assert cold["strategy"] == "cold_start"
+    assert all("because" not in item for item in cold["items"])
+    for wrong in ("yes", "", "2"):
+        answer = await http.get("/api/v1/recommend/fan", params={"explain": wrong})
+        assert answer.status_code == 422, wrong
+        assert answer.json()["detail"][0]["loc"] == ["query", "explain"]

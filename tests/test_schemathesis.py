@@ -50,6 +50,8 @@ def server(settings: Settings, catalog: None, tmp_path: Path) -> Iterator[str]:
 def test_schemathesis_finds_nothing(server: str, tmp_path: Path) -> None:
     command = [
         str(Path(sys.executable).with_name("st")),
+        "--config-file",
+        str(ROOT / "tests" / "schemathesis.toml"),
         "run",
         f"{server}/openapi.json",
         "--checks",
