@@ -96,18 +96,22 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
             max_connections=settings.http_max_connections,
         )
         server = http_server(build_app(services), host, port, limits)
-        # Everything made so far (modules, classes, the catalog, the model) lives as long
-        # as the process: out of the collector's sight, a full collection no longer walks
-        # ~100k objects of numpy, scipy, pydantic and friends (a 30-90 ms pause of every
-        # request in flight, several times a minute under load).
-        gc.collect()
-        gc.freeze()
+        freeze_startup_heap()
         log.info("serving", extra={"host": host, "port": port, "projection_worker": child})
         try:
             await server.serve(sockets=[sock])
         finally:
             if worker is not None:
                 await worker.stop()
+
+
+def freeze_startup_heap() -> None:
+    """Everything made so far (modules, classes, the catalog, the model) lives as long as
+    the process: out of the collector's sight, a full collection no longer walks ~100k
+    objects of numpy, scipy, pydantic and friends (a 30-90 ms pause of every request or
+    batch in flight, several times a minute under load)."""
+    gc.collect()
+    gc.freeze()
 
 
 async def _worker(settings: Settings, source: str | None, relay: bool = False) -> None:
@@ -122,6 +126,7 @@ async def _worker(settings: Settings, source: str | None, relay: bool = False) -
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with _running(settings, run_projections=True, run_relay=relay) as services:
+        freeze_startup_heap()
         log.info(
             "projecting",
             extra={"projections": list(services.projections), "source": settings.projection_source},
