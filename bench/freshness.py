@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 
 from bench.ingest import ROOT, free_port, start, stop, wait_ready
+from bench.machine import IoStall
 from devtools.kafka_broker import KafkaBroker
 
 BATCH = 50
@@ -142,7 +143,9 @@ def main() -> None:
             text=True,
         )
         time.sleep(args.seconds * 0.1)
+        stalls = IoStall()
         loaded = asyncio.run(probes(port, "load", args.probes, interval))
+        stalled = stalls.describe()
         out, _ = load.communicate(timeout=args.seconds + 60)
         background = json.loads(out.strip().splitlines()[-1])
     finally:
@@ -170,6 +173,7 @@ def main() -> None:
         f"p99 under load / idle: {pct(loaded, 0.99) / pct(idle, 0.99):.1f} x "
         f"(target: p99 <= 200 ms under 5,000 events/s)"
     )
+    print(f"while probing under load: {stalled}")
     for log in ("serve.log", "worker.log"):
         warnings = (
             [

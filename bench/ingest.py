@@ -27,6 +27,8 @@ from pathlib import Path
 
 import psutil
 
+from bench.machine import IoStall
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
@@ -239,7 +241,9 @@ def main() -> None:
         }
         meter = CpuMeter(service.pid, work / "data")
         before = meter.read()
+        stalls = IoStall()
         single = max_rate(service_port, args.connections, args.seconds, use_wrk)
+        stalled = stalls.describe()
         # The worker may still be folding the last events: read once it has caught up.
         time.sleep(2)
         cost = per_event(before, meter.read(), single["rps"] * args.seconds)
@@ -299,6 +303,7 @@ def main() -> None:
         print(f"{name:<{width}}  {rate:>18}  {latency:<28}  {ratio}")
     errors = echo_run["errors"] + single["errors"] + half["errors"] + batch["errors"]
     print(f"non-2xx answers or socket errors: {errors:.0f}")
+    print(f"during the single-event run: {stalled}")
     cores = os.cpu_count() or 1
     print(f"\nCPU per single-event POST, microseconds (this machine: {cores} cores)")
     for part, micros in cost.items():
