@@ -66,7 +66,10 @@ class StoredRecord:
         return event
 
 
-_DECODED_LIMIT = 50_000
+# Enough for the readers of one process that move together (the follower and the relay
+# near the head of the store, a rebuild's batch): each decoded event outlives young
+# collections, and many of them made the collector's full passes frequent and long.
+_DECODED_LIMIT = 5_000
 _decoded: dict[UUID, events.InteractionEvent] = {}
 
 

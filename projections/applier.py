@@ -136,13 +136,16 @@ class Applier:
         fresh = (
             not_applied(records, await load_marks(conn, records)) if self.live else list(records)
         )
+        # Decoded once for every projection (they mostly take the same records).
+        decoded = [r.decode() for r in fresh]
         changes = []
         for projection, target, mark in zip(
             self.projections, self.targets, marks_from, strict=True
         ):
-            mine = [r for r in fresh if r.checkpoint > mark]
+            mine = [(r, e) for r, e in zip(fresh, decoded, strict=True) if r.checkpoint > mark]
+            batch = Batch([r for r, _ in mine], [e for _, e in mine])
             changes.append(
-                await projection.apply(conn, Batch.of(mine), target.tables, defer=not target.live)
+                await projection.apply(conn, batch, target.tables, defer=not target.live)
                 if mine
                 else Changes()
             )

@@ -14,12 +14,10 @@ from schema import events
 
 @dataclass(frozen=True, slots=True)
 class Batch:
+    """Stored records and their decoded events, in the same order."""
+
     records: Sequence[StoredRecord]
     events: Sequence[events.InteractionEvent]
-
-    @classmethod
-    def of(cls, records: Sequence[StoredRecord]) -> Batch:
-        return cls(records, [r.decode() for r in records])
 
 
 @dataclass
