@@ -6,10 +6,13 @@ model that produced it: the model_feedback projection joins each feedback event 
 record when it folds the event.
 
 When: a record is committed *before* its answer is sent. The request hands its row to the
-writer and waits for the commit of the batch holding it; the writer inserts everything
-queued in one multi-row statement as soon as the previous one is done (group commit, no
+writers and waits for the commit of the batch holding it; a writer inserts everything
+queued in one multi-row statement as soon as its previous one is done (group commit, no
 timer: when the server is idle a batch is one row and waits for nobody, under load a
-batch holds whatever arrived during the last insert). Writing after the answer would be
+batch holds whatever arrived during the last insert). `writers` (2) insert at once, each
+on its own connection, so a request arriving while one insert runs need not wait for it,
+and one insert slowed down (a page split, a relation extension, a WAL buffer) does not
+hold every request of the next batches. Writing after the answer would be
 cheaper still, but then a client quick enough (a script, a test, a busy front end
 batching its clicks) could post feedback that the projection folds before the record
 exists, and that feedback would stay unattributed: the record and the feedback come from
@@ -59,43 +62,56 @@ class RecommendationLog:
     """Group-committed recommendation records (see the module docstring)."""
 
     def __init__(
-        self, pool: asyncpg.Pool, *, max_batch: int = 1000, max_pending: int = 10_000
+        self,
+        pool: asyncpg.Pool,
+        *,
+        max_batch: int = 1000,
+        max_pending: int = 10_000,
+        writers: int = 2,
     ) -> None:
         self.pool = pool
         self.max_batch = max_batch
+        self.writers = writers
         self._queue: asyncio.Queue[tuple[Record, asyncio.Future[None]]] = asyncio.Queue(max_pending)
-        self._task: asyncio.Task[None] | None = None
-        # The writer keeps its connection (no pool round trip and reset query per batch);
+        self._tasks: list[asyncio.Task[None]] = []
+        # Each writer keeps its connection (no pool round trip and reset query per batch);
         # after a failure it is given back and a fresh one taken for the next batch.
-        self._conn: Any = None
+        self._conns: dict[int, Any] = {}
         self.batches = 0
         self.rows = 0
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="recommendation-log")
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._run(i), name=f"recommendation-log-{i}")
+                for i in range(self.writers)
+            ]
 
     async def stop(self) -> None:
-        """Write what is queued, then end the writer."""
-        if self._task is None:
+        """Write what is queued, then end the writers."""
+        if not self._tasks:
             return
-        while not self._queue.empty():
-            await self._flush(self._take(self.max_batch))
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
-        await self._give_back()
+        # The writers write it (a flush beside them would share a writer's connection);
+        # they never end by themselves, a failed insert only fails its batch.
+        await self._queue.join()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        for writer in list(self._conns):
+            await self._give_back(writer)
 
-    async def _give_back(self) -> None:
-        conn, self._conn = self._conn, None
+    async def _give_back(self, writer: int) -> None:
+        conn = self._conns.pop(writer, None)
         if conn is not None:
             with contextlib.suppress(Exception):  # a broken one is closed by the pool
                 await self.pool.release(conn)
 
     async def record(self, record: Record) -> None:
         """Returns once the record is committed; raises what the insert raised."""
-        if self._task is None or self._task.done():
+        if not self._tasks or all(task.done() for task in self._tasks):
             # Not started (a test app, a tool) or stopped: write it directly.
             await self._insert([record])
             return
@@ -109,20 +125,26 @@ class RecommendationLog:
             batch.append(self._queue.get_nowait())
         return batch
 
-    async def _run(self) -> None:
+    async def _run(self, writer: int) -> None:
         while True:
             first = await self._queue.get()
-            await self._flush([first, *self._take(self.max_batch - 1)])
+            batch = [first, *self._take(self.max_batch - 1)]
+            try:
+                await self._flush(writer, batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
 
-    async def _flush(self, batch: list[tuple[Record, asyncio.Future[None]]]) -> None:
+    async def _flush(self, writer: int, batch: list[tuple[Record, asyncio.Future[None]]]) -> None:
         if not batch:
             return
         try:
-            if self._conn is None:
-                self._conn = await self.pool.acquire()
-            await self._write(self._conn, [record for record, _ in batch])
+            conn = self._conns.get(writer)
+            if conn is None:
+                conn = self._conns[writer] = await self.pool.acquire()
+            await self._write(conn, [record for record, _ in batch])
         except Exception as exc:
-            await self._give_back()
+            await self._give_back(writer)
             log.warning("recommendation records not written", extra={"error": repr(exc)})
             for _, done in batch:
                 if not done.done():
