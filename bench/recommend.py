@@ -483,6 +483,7 @@ def main() -> None:
     phases = ["live", *(args.only or ["recommend", "moving", "similar", "popular"])]
     count = int(args.rate * args.seconds)
     runs: dict[str, dict[str, float]] = {}
+    busy: dict[str, dict[str, float]] = {}  # per phase: CPU % of one core, by role
     try:
         info = httpx.get(f"{base}/model/info", timeout=5).json()
         print(
@@ -511,6 +512,7 @@ def main() -> None:
             urls = target_urls(base, kind, count, users, movies, genres, seed)
             drained(base)
             cpu = cpu_seconds(service.pid)
+            shares = cpu_by_role(service.pid, work / "data" / "postgres")
             beside = None
             if kind == "moving":
                 events = event_targets(base, count, users, movies, args.seed)
@@ -522,6 +524,11 @@ def main() -> None:
             # runs there.
             answered = runs[kind]["requests"] + (args.event_rate * args.seconds if beside else 0)
             runs[kind]["cpu_us"] = (cpu_seconds(service.pid) - cpu) / answered * 1e6
+            after = cpu_by_role(service.pid, work / "data" / "postgres")
+            busy[kind] = {
+                role: (after[role] - shares[role]) / (after["wall"] - shares["wall"]) * 100
+                for role in ROLES
+            }
         rss = service_rss_mb(service.pid)
         figures = experiment_figures(base) if args.experiment else ""
     finally:
@@ -551,6 +558,19 @@ def main() -> None:
             f"{run['cpu_us']:>9.0f}us  "
             f"{run['p99_ms'] / live['p99_ms']:>6.1f} x{target}"
         )
+    print(
+        f"CPU during each phase, % of one core ({os.cpu_count()} cores): the machine, then "
+        "serve, its projection worker, PostgreSQL, and the rest (vegeta, anything else)"
+    )
+    print(f"{'':<36} " + " ".join(f"{role:>8}" for role in (*ROLES, "rest")))
+    for kind in phases:
+        shares = busy[kind]
+        rest = shares["machine"] - sum(shares[role] for role in ROLES[1:])
+        print(
+            f"{names[kind]:<36} "
+            + " ".join(f"{shares[role]:>7.0f}%" for role in ROLES)
+            + f" {rest:>7.0f}%"
+        )
     print(f"service RSS after the run (serve and its children): {rss:,.0f} MB")
     if figures:
         print(f"experiment: {figures}")
@@ -579,6 +599,32 @@ def tree_rss(pid: int) -> dict[int, int]:
             children = []
         pending.extend(int(c) for c in children)
     return out
+
+
+ROLES = ("machine", "serve", "worker", "postgres")
+
+
+def cpu_by_role(service: int, pgdata: Path) -> dict[str, float]:
+    """CPU seconds used so far by the whole machine (/proc/stat: every process of every
+    user, all cores), by `cinemate serve` itself, by its children (the projection
+    worker), by the embedded PostgreSQL (its postmaster and backends); and the monotonic
+    clock ("wall"). A phase's difference shows whether a tail came with a busy machine,
+    and whose work made it busy. Processes that end meanwhile are not counted."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    hz = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]  # idle, iowait
+    try:
+        postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        postmaster = 0
+    children = [pid for pid in tree_rss(service) if pid != service]
+    return {
+        "wall": time.monotonic(),
+        "machine": (sum(fields) - idle) / hz,
+        "serve": cpu_seconds(service),
+        "worker": sum(cpu_seconds(pid) for pid in children),
+        "postgres": sum(cpu_seconds(pid) for pid in tree_rss(postmaster)) if postmaster else 0.0,
+    }
 
 
 def cpu_seconds(pid: int) -> float:
