@@ -294,6 +294,9 @@ def trained_service(
         )  # a large model loads slowly
         wait_projecting(port)
         caught_up(port)
+        began = time.monotonic()
+        settle(work / "data" / "postgres")
+        print(f"settled (VACUUM ANALYZE, CHECKPOINT): {time.monotonic() - began:.0f} s", flush=True)
     except BaseException:
         stop(service)
         raise
