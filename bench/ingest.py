@@ -248,6 +248,7 @@ def main() -> None:
     parser.add_argument("--loadgen", action="store_true", help="use bench/loadgen.py, not wrk")
     args = parser.parse_args()
     use_wrk = shutil.which("wrk") is not None and not args.loadgen
+    from bench import recommend  # it imports this module: not at the top
 
     work = Path(tempfile.mkdtemp(prefix="cinemate-bench-"))
     env = {
@@ -300,10 +301,12 @@ def main() -> None:
         stalls = IoStall()
         single = max_rate(service_port, args.connections, args.seconds, use_wrk)
         stalled = stalls.describe()
-        # The worker may still be folding the last events: read once it has caught up.
-        time.sleep(2)
+        # The worker may still be folding the last events: its cost counts, and the
+        # half-rate run must not share the machine with that backlog.
+        recommend.caught_up(service_port)
         cost = per_event(before, meter.read(), single["rps"] * args.seconds)
         half = fixed_rate(service_port, single["rps"] / 2, args.seconds, args.connections)
+        recommend.caught_up(service_port)
         batch = run_loadgen(
             service_port,
             "--path",

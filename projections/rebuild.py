@@ -52,6 +52,9 @@ async def running_rebuilds(conn: asyncpg.Connection, names: Sequence[str]) -> li
     return [row["name"] for row in rows]
 
 
+OPTIONS_SQL = "SELECT array_to_string(reloptions, ', ') FROM pg_class WHERE oid = $1::regclass"
+
+
 async def begin_rebuild(conn: asyncpg.Connection, projection: Projection) -> None:
     """Start a rebuild: from here on, until it swaps in or is abandoned, every process
     sees `projection` as rebuilding (its shadow checkpoint beats) and refuses a second
@@ -67,6 +70,11 @@ async def _begin(conn: asyncpg.Connection, projection: Projection, shadow: Targe
         for live, table in shadow.tables.items():
             await conn.execute(f"DROP TABLE IF EXISTS {table}")
             await conn.execute(f"CREATE TABLE {table} (LIKE {live} INCLUDING ALL)")
+            # LIKE copies no storage parameters (user_features' fillfactor, migration 0011):
+            # the shadow swapped in must keep them.
+            options = await conn.fetchval(OPTIONS_SQL, live)
+            if options:
+                await conn.execute(f"ALTER TABLE {table} SET ({options})")
         await conn.execute("DELETE FROM projection_checkpoints WHERE name = $1", shadow.checkpoint)
         await checkpoints.ensure(conn, [shadow.checkpoint], "rebuilding")
         await checkpoints.ensure(conn, [projection.name])

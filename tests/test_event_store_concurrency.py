@@ -120,6 +120,13 @@ async def test_a_commit_wakes_listeners_after_it_and_appends_commit_side_by_side
         )
         assert result.outcome == "accepted"
         await asyncio.wait_for(woken.wait(), 30)
+        # A commit right after a notice (within its NOTICE_GAP) is still followed by one.
+        woken.clear()
+        [result] = await committer.append(
+            [new_event(WatchCommand(user_id="w1", movie_id="m2", progress=0.5))]
+        )
+        assert result.outcome == "accepted"
+        await asyncio.wait_for(woken.wait(), 30)
     finally:
         await committer.stop()
         listening.cancel()

@@ -32,6 +32,9 @@ async def test_incremental_read_models_equal_a_full_rebuild(
     services: Services, db: asyncpg.Connection
 ) -> None:
     await add_catalog(db)
+    options_sql = "SELECT reloptions FROM pg_class WHERE relname = 'user_features'"
+    storage = await db.fetchval(options_sql)
+    assert set(storage) == {"fillfactor=50", "toast_tuple_target=8160"}  # migration 0011
     appended = await append_random(services.committer, total=4000, users=300)
     await wait_caught_up(services.pool)
     incremental = await snapshot(db)
@@ -45,6 +48,7 @@ async def test_incremental_read_models_equal_a_full_rebuild(
     # All at once, in one pass over the store: the same rows again.
     replayed = await rebuild_all(services.pool, [services.projections[n] for n in PROJECTIONS])
     assert replayed >= appended
+    assert await db.fetchval(options_sql) == storage  # the swapped-in table keeps them
     together = await snapshot(db)
     for name in incremental:
         assert together[name] == incremental[name], name
