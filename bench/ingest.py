@@ -5,12 +5,13 @@ HTTP stack answering a validated echo without a database, then loads each from a
 separate process: wrk when it is installed (C, cheap on CPU), else bench/loadgen.py.
 Prints the spec's figures and their ratio to the echo measured in this same run.
 
-    python -m bench.ingest [--seconds 10] [--connections 64]
+    python -m bench.ingest [--seconds 10] [--connections 64] [--history N]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -25,7 +26,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+import httpx
 import psutil
+from tqdm import tqdm
 
 from bench.machine import IoStall
 
@@ -176,6 +179,26 @@ def per_event(before: dict[str, float], after: dict[str, float], events: float) 
     return {part: (after[part] - before[part]) / events * 1e6 for part in before}
 
 
+WRK_USERS = 5000  # post_events.lua's users: u0_0 .. u0_4999 (one wrk thread)
+
+
+def give_history(port: int, per_user: int) -> None:
+    """Ratings of `per_user` distinct movies for each of the users wrk will post for, so
+    the run folds into states of that size (MovieLens users rated 165 movies on average,
+    the busiest 2,698): a state holds every movie the user touched."""
+    events = (
+        {"type": "rating", "user_id": f"u0_{user}", "movie_id": f"h{movie}", "rating": 4}
+        for user in range(WRK_USERS)
+        for movie in range(per_user)
+    )
+    total = WRK_USERS * per_user
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        with tqdm(total=total, desc="history", unit="ev", leave=False) as bar:
+            while batch := list(itertools.islice(events, 1000)):
+                client.post("/api/v1/events/batch", json={"events": batch}).raise_for_status()
+                bar.update(len(batch))
+
+
 def fixed_rate(port: int, rate: float, seconds: float, connections: int) -> dict[str, float]:
     """Single watch POSTs at a steady `rate`: from vegeta (Go, open loop: each request
     leaves when due, so a stalled server shows its queueing delay) when it is installed,
@@ -246,6 +269,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--loadgen", action="store_true", help="use bench/loadgen.py, not wrk")
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        metavar="N",
+        help="first give each user wrk posts for N rated movies (MovieLens mean: 165)",
+    )
     args = parser.parse_args()
     use_wrk = shutil.which("wrk") is not None and not args.loadgen
     from bench import recommend  # it imports this module: not at the top
@@ -277,6 +307,10 @@ def main() -> None:
             f"{args.seconds:.0f} s per run",
             flush=True,
         )
+        if args.history:
+            give_history(service_port, args.history)
+            recommend.caught_up(service_port)
+            print(f"each of wrk's {WRK_USERS:,} users has rated {args.history} movies", flush=True)
         # Warm both (connections, prepared statements), then measure.
         max_rate(echo_port, args.connections, 2, use_wrk)
         max_rate(service_port, args.connections, 2, use_wrk)
