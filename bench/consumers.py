@@ -40,7 +40,7 @@ from projections.store_follower import StoreFollower
 from schema import topics
 
 RESET_SQL = """
-TRUNCATE user_features, item_stats, audit_events, audit_batches, model_feedback,
+TRUNCATE user_features, user_items, item_stats, audit_events, audit_batches, model_feedback,
          applied_streams, kafka_consumers;
 UPDATE projection_checkpoints SET tx_id = '0', position = 0;
 """

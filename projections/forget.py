@@ -21,6 +21,7 @@ from schema.cache import FeatureCache
 TOMBSTONE_TOPICS = (topics.INTERACTIONS, topics.FEATURES)
 READ_MODEL_DELETES = (
     "DELETE FROM user_features WHERE user_id = $1",
+    "DELETE FROM user_items WHERE user_id = $1",
     "DELETE FROM audit_events WHERE user_id = $1",
     "DELETE FROM model_feedback WHERE user_id = $1",
     "DELETE FROM recommendation_outcomes WHERE user_id = $1",

@@ -8,6 +8,10 @@ harmless.
 `items` holds, per movie, exactly the reduced signals the model reads (`model.signals`:
 latest rating, best progress, latest favorite state, latest feedback action, and `at`,
 the newest time of those events), so serving rebuilds a history equal to training's.
+`apply` reads and writes only the item of the event's movie (`movie_of`); nothing else
+here reads `items`. So a state need only hold the items of the movies a batch touches:
+the adapter keeps each item in a row of its own (user_items) and loads just those, and
+an event costs the same whether its user touched ten movies or three thousand.
 A genre's weight is the sum of `signals.movie_weight` over the user's movies in that
 genre (kept up to date by adding each event's change to its movie's weight), plus
 `signals.SEARCH_CLICK_WEIGHT` per search result clicked.
@@ -82,6 +86,11 @@ def _add_genres(state: State, genres_of: GenresOf, movie_id: str, weight: float)
             weights.pop(genre, None)
         else:
             weights[genre] = total
+
+
+def movie_of(event: events.InteractionEvent) -> str | None:
+    """The movie whose item `apply` reads and changes for this event, if any."""
+    return event.movie_id if isinstance(event, MOVIE_SIGNALS) else None
 
 
 def _movie_weight(item: dict[str, Any]) -> float:

@@ -45,12 +45,26 @@ TRENDING_SQL = """
 SELECT movie_id FROM item_stats WHERE trend_key > '-Infinity'::float8
 ORDER BY trend_key DESC, movie_id LIMIT $1
 """
-# The user's state only when it is not the one whose vector is kept ($2: its position):
-# a user asking again with no new event costs a primary-key lookup and a few bytes.
+# The user's state, with every item the projection keeps in a row of its own (the
+# model reads the whole history), only when it is not the one whose vector is kept ($2:
+# its position): a user asking again with no new event costs a primary-key lookup and a
+# few bytes. One statement: the items are those of the same state.
 STATE_SQL = """
-SELECT position, CASE WHEN position = $2 THEN NULL ELSE state::text END AS state
-FROM user_features WHERE user_id = $1
+SELECT f.position,
+       CASE WHEN f.position = $2 THEN NULL ELSE f.state::text END AS state,
+       CASE WHEN f.position = $2 THEN NULL ELSE
+           (SELECT coalesce(json_object_agg(i.movie_id, i.signals), '{}')::text
+            FROM user_items AS i WHERE i.user_id = f.user_id)
+       END AS items
+FROM user_features AS f WHERE f.user_id = $1
 """
+
+
+def whole_state(row: asyncpg.Record) -> dict[str, Any]:
+    """A STATE_SQL row's state, its items put back in."""
+    state: dict[str, Any] = orjson.loads(row["state"])
+    state["items"] = orjson.loads(row["items"])
+    return state
 
 
 class Trending:
@@ -202,7 +216,7 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
                 row = await conn.fetchrow(STATE_SQL, user_id, -1)
         if row is None:
             return None, None
-        state: dict[str, Any] = orjson.loads(row["state"])
+        state = whole_state(row)
         vector = None
         if served is not None and key is not None:
             if served.model.n_items >= user_vectors.THREAD_ITEMS:
@@ -240,10 +254,8 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
         vector was kept has their state read once more (the vector keeps no history)."""
         if state is None:
             async with reads.acquire() as conn:
-                text = await conn.fetchval(
-                    "SELECT state::text FROM user_features WHERE user_id = $1", user_id
-                )
-            state = orjson.loads(text) if text is not None else None
+                row = await conn.fetchrow(STATE_SQL, user_id, -1)
+            state = whole_state(row) if row is not None else None
         model = served.model
         rows, weights = user_vectors.history_rows(model, state)
         indices = [i for m, _ in ranked if (i := model.index_of(m)) is not None]

@@ -126,6 +126,12 @@ async def snapshot(conn: asyncpg.Connection) -> dict[str, Any]:
                 doc,
             )
         )
+    user_items = [
+        (r["user_id"], r["movie_id"], orjson.loads(r["signals"]))
+        for r in await conn.fetch(
+            "SELECT user_id, movie_id, signals::text FROM user_items ORDER BY 1, 2"
+        )
+    ]
     items = [
         tuple(r)
         for r in await conn.fetch(
@@ -145,6 +151,7 @@ async def snapshot(conn: asyncpg.Connection) -> dict[str, Any]:
     ]
     return {
         "user_features": features,
+        "user_items": user_items,
         "item_stats": items,
         "model_feedback": feedback,
         "recommendation_outcomes": outcomes,

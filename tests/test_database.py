@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import asyncpg
 import pytest
 
@@ -33,6 +35,34 @@ async def test_migrations_are_recorded_and_applied_once(db: asyncpg.Connection) 
     recorded = [r["name"] for r in await db.fetch("SELECT name FROM schema_migrations ORDER BY 1")]
     assert recorded == names
     assert await database.migrate(db) == []
+
+
+async def test_user_items_migration_moves_each_item_out_of_the_state(
+    db: asyncpg.Connection,
+) -> None:
+    """0012 on a table written before it: every state's items become rows of their own."""
+    [sql] = [sql for name, sql in database.migration_files() if name.startswith("0012_")]
+    await db.execute("DROP TABLE user_items")
+    state = {
+        "user_id": "old",
+        "stream_version": 3,
+        "counts": {"rating": 2},
+        "items": {"m1": {"rating": 4.0, "at": "2026-01-01T00:00:00Z"}, "m2": {"progress": 0.5}},
+    }
+    await db.execute(
+        "INSERT INTO user_features VALUES ('old', 3, 9, $1::json, '{}'::json, now())",
+        json.dumps(state),
+    )
+    await db.execute(sql)
+    rows = await db.fetch(
+        "SELECT movie_id, signals::text FROM user_items WHERE user_id = 'old' ORDER BY 1"
+    )
+    assert [(r["movie_id"], json.loads(r["signals"])) for r in rows] == [
+        ("m1", {"rating": 4.0, "at": "2026-01-01T00:00:00Z"}),
+        ("m2", {"progress": 0.5}),
+    ]
+    left = json.loads(await db.fetchval("SELECT state::text FROM user_features"))
+    assert left == {k: v for k, v in state.items() if k != "items"}
 
 
 @pytest.mark.parametrize("reads_only", [False, True])

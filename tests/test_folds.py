@@ -138,3 +138,23 @@ def test_first_and_last_event_times_compare_as_times_not_strings() -> None:
         state = fold_all(stream)
         assert datetime.fromisoformat(state["first_event_at"]) == whole
         assert datetime.fromisoformat(state["last_event_at"]) == later
+
+
+def test_folding_with_only_the_touched_items_gives_the_full_fold() -> None:
+    """What the adapter relies on to keep items in rows of their own: each event folds
+    into a state holding only its own movie's item (as loaded from user_items), and the
+    rest of the state and that item come out as from the state holding every item."""
+    full = user_features_fold.empty_state("u1")
+    partial = user_features_fold.empty_state("u1")
+    items: dict[str, dict[str, Any]] = {}  # the item rows, as user_items keeps them
+    for position, event in enumerate(STREAM, start=100):
+        user_features_fold.apply(full, event, position, genres_of)
+        movie = user_features_fold.movie_of(event)
+        partial["items"] = {movie: items[movie]} if movie in items else {}
+        user_features_fold.apply(partial, event, position, genres_of)
+        items.update(partial["items"])
+        assert {k: v for k, v in partial.items() if k != "items"} == {
+            k: v for k, v in full.items() if k != "items"
+        }
+    assert items == full["items"]
+    assert user_features_fold.movie_of(STREAM[1]) is None  # a search has no item

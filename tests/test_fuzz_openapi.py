@@ -661,6 +661,7 @@ SELECT (SELECT count(*) FROM interaction_events) AS events,
        (SELECT count(*) FROM recommendations) AS recommendations,
        (SELECT count(*) FROM interaction_events WHERE originator_id = $1) AS user_events,
        (SELECT count(*) FROM user_features WHERE user_id = $1) AS user_features,
+       (SELECT count(*) FROM user_items WHERE user_id = $1) AS user_items,
        (SELECT md5(m::text) FROM movies AS m WHERE movie_id = $2) AS movie
 """
 

@@ -385,8 +385,17 @@ async def test_explain_says_which_history_movies_each_personal_item_comes_from(
             assert item["because"][0].startswith("a")
     # The same as the model's own explanation of the same ranking.
     async with services.pool.acquire() as conn:
-        folded = await conn.fetchval("SELECT state::text FROM user_features WHERE user_id = 'fan'")
-    rows, weights = user_vectors.history_rows(served.model, orjson.loads(folded))
+        folded = orjson.loads(
+            await conn.fetchval("SELECT state::text FROM user_features WHERE user_id = 'fan'")
+        )
+        folded["items"] = {
+            r["movie_id"]: orjson.loads(r["signals"])
+            for r in await conn.fetch(
+                "SELECT movie_id, signals::text FROM user_items WHERE user_id = 'fan'"
+            )
+        }
+    assert set(folded["items"]) == history
+    rows, weights = user_vectors.history_rows(served.model, folded)
     indices = [served.model.index_of(i["movie_id"]) or 0 for i in explained["items"]]
     assert [i["because"] for i in explained["items"]] == served.model.because(
         rows, weights, indices
