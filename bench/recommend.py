@@ -162,7 +162,7 @@ def drained(base: str, timeout: float = 120) -> None:
             time.sleep(0.2)
 
 
-def caught_up(port: int, timeout: float = 300) -> None:
+def caught_up(port: int, timeout: float = 300, poll: float = 0.5) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         report = httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=5).json()
@@ -171,7 +171,7 @@ def caught_up(port: int, timeout: float = 300) -> None:
         ]
         if lags and all(lag == 0 for lag in lags):
             return
-        time.sleep(0.5)
+        time.sleep(poll)
     raise SystemExit("projections did not catch up")
 
 
