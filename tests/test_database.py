@@ -8,6 +8,7 @@ import asyncpg
 import pytest
 
 from cinemate import database
+from cinemate.embedded import POSTGRES_SETTINGS
 from cinemate.settings import Settings, SettingsError
 
 
@@ -63,6 +64,14 @@ async def test_user_items_migration_moves_each_item_out_of_the_state(
     ]
     left = json.loads(await db.fetchval("SELECT state::text FROM user_features"))
     assert left == {k: v for k, v in state.items() if k != "items"}
+
+
+async def test_the_embedded_server_runs_with_its_wal_budget(db: asyncpg.Connection) -> None:
+    """The tests run on the embedded server (DATABASE_URL unset), which a plain
+    `cinemate serve` starts: it gets POSTGRES_SETTINGS, whatever initdb wrote."""
+    assert {name: await db.fetchval(f"SHOW {name}") for name in POSTGRES_SETTINGS} == (
+        POSTGRES_SETTINGS
+    )
 
 
 @pytest.mark.parametrize("reads_only", [False, True])
