@@ -5,7 +5,7 @@ HTTP stack answering a validated echo without a database, then loads each from a
 separate process: wrk when it is installed (C, cheap on CPU), else bench/loadgen.py.
 Prints the spec's figures and their ratio to the echo measured in this same run.
 
-    python -m bench.ingest [--seconds 10] [--connections 64] [--history N]
+    python -m bench.ingest [--seconds 10] [--connections 64] [--warm 2] [--history N]
 """
 
 from __future__ import annotations
@@ -270,6 +270,14 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--loadgen", action="store_true", help="use bench/loadgen.py, not wrk")
     parser.add_argument(
+        "--warm",
+        type=float,
+        default=2,
+        metavar="SECONDS",
+        help="single POSTs before measuring (default 2); 40 or more reaches the steady "
+        "state of a long run (PostgreSQL's checkpoints, WAL segments recycled)",
+    )
+    parser.add_argument(
         "--history",
         type=int,
         default=0,
@@ -313,7 +321,8 @@ def main() -> None:
             print(f"each of wrk's {WRK_USERS:,} users has rated {args.history} movies", flush=True)
         # Warm both (connections, prepared statements), then measure.
         max_rate(echo_port, args.connections, 2, use_wrk)
-        max_rate(service_port, args.connections, 2, use_wrk)
+        max_rate(service_port, args.connections, args.warm, use_wrk)
+        recommend.caught_up(service_port, poll=0.05)
         echo_process = psutil.Process(echo.pid)
         load_before, echo_before = resource.getrusage(resource.RUSAGE_CHILDREN), _cpu(echo_process)
         echo_run = max_rate(echo_port, args.connections, args.seconds, use_wrk)
