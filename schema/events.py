@@ -129,13 +129,56 @@ def encode(event: InteractionEvent) -> StoredEvent:
     return MAPPER.to_stored_event(event)
 
 
-def decode(user_id: str, version: int, topic: str, state: bytes) -> InteractionEvent:
-    """Rebuild a stored event, upcasting old schema versions on the way."""
+def decode_by_mapper(user_id: str, version: int, topic: str, state: bytes) -> InteractionEvent:
+    """The reference decoding: eventsourcing's mapper, upcasting old schema versions."""
     stored = StoredEvent(
         originator_id=user_id, originator_version=version, topic=topic, state=state
     )
     event = MAPPER.to_domain_event(stored)
     assert isinstance(event, InteractionEvent)
+    return event
+
+
+# Topics of the current classes, with their class versions: the rows `decode` reads
+# directly (a renamed or registered topic goes to the mapper).
+_CURRENT = {
+    get_topic(cls): (cls, int(getattr(cls, "class_version", 1))) for cls in EVENT_CLASSES.values()
+}
+_TRANSCODED = b'"_type_"'
+
+
+def decode(user_id: str, version: int, topic: str, state: bytes) -> InteractionEvent:
+    """Rebuild a stored event, upcasting old schema versions on the way.
+
+    A row of a current class at its class version whose only transcoded value is the
+    timestamp (what the service writes) is built here as the mapper builds it (its state
+    parsed, the timestamp revived, the stream's id and version set, the class version
+    dropped), without the mapper's generic walk over every value: replays decode every
+    event in the store. Any other row (older versions to upcast, other transcoded
+    values) goes through the mapper; a test holds the two identical."""
+    found = _CURRENT.get(topic)
+    if found is None or state.count(_TRANSCODED) != 1:
+        return decode_by_mapper(user_id, version, topic, state)
+    cls, class_version = found
+    try:
+        fields_ = orjson.loads(state)
+        stamp = fields_["timestamp"]
+        if (
+            type(stamp) is not dict
+            or len(stamp) != 2
+            or stamp.get("_type_") != "datetime_iso"
+            or type(stamp.get("_data_")) is not str
+            or fields_.get("class_version", 1) != class_version
+        ):
+            return decode_by_mapper(user_id, version, topic, state)
+        fields_["timestamp"] = datetime.fromisoformat(stamp["_data_"])
+    except (ValueError, TypeError, KeyError):  # unreadable: the mapper says why
+        return decode_by_mapper(user_id, version, topic, state)
+    fields_["originator_id"] = user_id
+    fields_["originator_version"] = version
+    fields_.pop("class_version", None)
+    event = object.__new__(cls)
+    object.__setattr__(event, "__dict__", fields_)
     return event
 
 
