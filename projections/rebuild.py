@@ -11,17 +11,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
 import asyncpg
 
-from event_store import lag, locks
+from event_store import feed, lag, locks
+from event_store.feed import Checkpoint, StoredRecord
 from projections import checkpoints
 from projections.applier import Applier, Target
-from projections.projection import Changes, Projection
+from projections.projection import Batch, Changes, Projection
 from projections.status import REBUILD_BEATS_SECONDS
 from projections.store_follower import apply_next
+from schema import events
+from schema.events import InteractionEvent
 
 log = logging.getLogger("cinemate.projections")
 
@@ -29,6 +33,10 @@ Progress = Callable[[int, int], None]  # (events applied so far, events in the s
 CATCH_UP_MARGIN = 2000
 # Deferred changes are written at least this often, to bound a rebuild's memory.
 FLUSH_EVERY_EVENTS = 500_000
+# Batches read ahead of the slowest lane (bounds the memory they hold).
+LANE_QUEUE_BATCHES = 4
+# Shadow tables nobody reads yet: a crash loses the rebuild anyway (see locks).
+NO_FLUSH_WAIT_SQL = "SELECT set_config('synchronous_commit', 'off', true)"
 
 
 class RebuildInProgress(RuntimeError):
@@ -137,6 +145,112 @@ async def rebuild(
     )
 
 
+Pairs = list[tuple[StoredRecord, InteractionEvent]]
+
+
+class _Lane:
+    """One projection's share of a replay: its own connection and transactions, fed the
+    batches the one reader read and decoded. Lanes run side by side on the event loop,
+    so while one folds in Python the statements of another (and the next read) run in
+    PostgreSQL, on the other core. A lane that falls behind applies what waits for it
+    in one go."""
+
+    def __init__(self, projection: Projection, shadow: Target) -> None:
+        self.projection = projection
+        self.shadow = shadow
+        self.inbox: asyncio.Queue[Pairs | None] = asyncio.Queue(maxsize=LANE_QUEUE_BATCHES)
+        self.applied = 0
+
+    async def run(self, pool: asyncpg.Pool) -> None:
+        async with pool.acquire() as conn:
+            flushed, done = 0, False
+            while not done:
+                pairs = await self.inbox.get()
+                if pairs is None:
+                    break
+                pairs = list(pairs)
+                while not self.inbox.empty():
+                    more = self.inbox.get_nowait()
+                    if more is None:
+                        done = True
+                        break
+                    pairs.extend(more)
+                if pairs:
+                    await self._apply(conn, pairs)
+                if self.applied - flushed >= FLUSH_EVERY_EVENTS:
+                    await self._flush(conn)
+                    flushed = self.applied
+            # Written now, not in the swap: the swap holds the live projection's lock,
+            # and then has only the last events' changes to write.
+            await self._flush(conn)
+
+    async def _apply(self, conn: asyncpg.Connection, pairs: Pairs) -> None:
+        """The shadow's only writer, fed the store in order from its start: every record
+        is past the shadow's checkpoint, and no applied-stream marks apply."""
+        batch = Batch([r for r, _ in pairs], [e for _, e in pairs])
+        async with conn.transaction():
+            await conn.execute(NO_FLUSH_WAIT_SQL)
+            await self.projection.apply(conn, batch, self.shadow.tables, defer=True)
+            await checkpoints.save(conn, self.shadow.checkpoint, batch.records[-1].checkpoint)
+        self.applied += len(pairs)
+
+    async def _flush(self, conn: asyncpg.Connection) -> None:
+        async with conn.transaction():
+            await conn.execute(NO_FLUSH_WAIT_SQL)
+            await self.projection.flush(conn, self.shadow.tables)
+            await checkpoints.heartbeat(conn, [self.shadow.checkpoint])
+
+
+async def _read_ahead(conn: asyncpg.Connection, after: Checkpoint, limit: int) -> Pairs:
+    """The next batch and its events, decoded once for every lane (straight from the
+    rows: each is read once, so the decoded-event cache would only churn)."""
+    records = await feed.read_after(conn, after, limit)
+    return [(r, events.decode(r.user_id, r.stream_version, r.topic, r.state)) for r in records]
+
+
+async def _replay(
+    pool: asyncpg.Pool,
+    conn: asyncpg.Connection,
+    lanes: Sequence[_Lane],
+    batch_size: int,
+    progress: Progress | None,
+) -> int:
+    """Read the store once, from the start, into every lane, until it is nearly caught
+    up; return how many events were read. The next batch is read (on a connection of its
+    own) while the lanes take this one."""
+    total = await lag.store_size(conn)
+    names = [lane.shadow.checkpoint for lane in lanes]
+    read = 0
+    async with pool.acquire() as reader, asyncio.TaskGroup() as group:
+        for lane in lanes:
+            group.create_task(lane.run(pool))
+        after = min(await checkpoints.load(conn, names))
+        ahead = group.create_task(_read_ahead(reader, after, batch_size))
+        pairs: Pairs = []
+        beat = asyncio.get_running_loop().time()
+        while True:
+            pairs = await ahead
+            if pairs:
+                after = pairs[-1][0].checkpoint
+                ahead = group.create_task(_read_ahead(reader, after, batch_size))
+            for lane in lanes:
+                await lane.inbox.put(pairs)
+            read += len(pairs)
+            if progress is not None:
+                progress(min(lane.applied for lane in lanes), max(total, read))
+            now = asyncio.get_running_loop().time()
+            if now - beat >= 1.0:
+                await checkpoints.heartbeat(conn, names)
+                beat = now
+            if len(pairs) < batch_size and await lag.count_after(conn, after) < CATCH_UP_MARGIN:
+                break
+        if pairs:
+            await ahead  # nothing past the end: the swap reads whatever came since
+        for lane in lanes:
+            await lane.inbox.put(None)
+    return read
+
+
 async def rebuild_all(
     pool: asyncpg.Pool,
     projections: Sequence[Projection],
@@ -145,35 +259,23 @@ async def rebuild_all(
     progress: Progress | None = None,
     begun: bool = False,
 ) -> int:
-    """Rebuild several projections in one pass over the store: each batch is read once
-    and applied to every shadow. Returns how many store events were replayed."""
+    """Rebuild several projections in one pass over the store: each batch is read and
+    decoded once and applied to every shadow. Returns how many store events were
+    replayed."""
     shadows = [Target.shadow_of(p) for p in projections]
-    applier = Applier(projections, shadows)
     started: list[tuple[Projection, Target]] = []
-    applied = flushed = 0
     async with pool.acquire() as conn:
         try:
             for projection, shadow in zip(projections, shadows, strict=True):
                 if not begun:
                     await _begin(conn, projection, shadow)
                 started.append((projection, shadow))
-            total = await lag.store_size(conn)
-            names = [s.checkpoint for s in shadows]
-            while True:
-                async with conn.transaction():
-                    count, _ = await apply_next(conn, applier, batch_size)
-                    await checkpoints.heartbeat(conn, names)
-                applied += count
-                if applied - flushed >= FLUSH_EVERY_EVENTS:
-                    async with conn.transaction():
-                        for projection, shadow in started:
-                            await projection.flush(conn, shadow.tables)
-                    flushed = applied
-                if progress is not None:
-                    progress(applied, max(total, applied))
-                # The shadows move together (read and checkpointed as one).
-                if count < batch_size and await remaining(conn, shadows[0]) < CATCH_UP_MARGIN:
-                    break
+            lanes = [_Lane(p, s) for p, s in started]
+            try:
+                applied = await _replay(pool, conn, lanes, batch_size, progress)
+            except BaseExceptionGroup as failed:
+                # The lane (or read) that failed first; the others were cancelled.
+                raise failed.exceptions[0] from None
             applied += await _swap(conn, projections, shadows)
         except BaseException:
             for projection, shadow in started:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from projections import item_stats_fold, user_features_fold
 from schema import events
@@ -158,3 +160,21 @@ def test_folding_with_only_the_touched_items_gives_the_full_fold() -> None:
         }
     assert items == full["items"]
     assert user_features_fold.movie_of(STREAM[1]) is None  # a search has no item
+
+
+MOMENTS = st.builds(
+    lambda micros, offset: (T0 + timedelta(microseconds=micros)).astimezone(
+        timezone(timedelta(minutes=offset))
+    ),
+    st.integers(-(10**13), 10**13) | st.integers(-3, 3).map(lambda s: s * 500_000),
+    st.sampled_from([0, 0, 0, 60, -330]),
+)
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(MOMENTS, MOMENTS)
+def test_times_in_states_compare_as_the_times_they_write(a: datetime, b: datetime) -> None:
+    """The string shortcut for UTC times of one length orders as the times do."""
+    iso = user_features_fold._iso
+    assert user_features_fold._before(iso(a), iso(b)) == (a < b)
+    assert user_features_fold._before(iso(b), iso(a)) == (b < a)
