@@ -61,6 +61,8 @@ SET partitions = excluded.partitions, lag_messages = excluded.lag_messages,
     state = excluded.state, error = excluded.error, heartbeat_at = now()
 """
 LEAVE_SQL = "DELETE FROM kafka_consumers WHERE member = $1"
+# Reading a batch of messages lets the batch applying beside it go on this often.
+PARSE_YIELD_EVERY = 100
 
 
 class SystemicFailure(RuntimeError):
@@ -139,18 +141,35 @@ class ProjectionConsumer:
         errors = (*UNAVAILABLE_ERRORS, *TRANSIENT_ERRORS)
         return await retry.waiting_out(work, errors, log, "store unavailable; retrying the batch")
 
-    async def process(
-        self, messages: Sequence[ConsumerRecord[bytes, bytes]], producer: AIOKafkaProducer
-    ) -> None:
-        """Apply a fetched batch; by the time this returns its offsets may be committed."""
+    async def parse(
+        self, messages: Sequence[ConsumerRecord[bytes, bytes]]
+    ) -> tuple[list[Delivery], list[tuple[ConsumerRecord[bytes, bytes], PoisonMessage]]]:
+        """The readable messages as deliveries, and the unreadable ones with why. Reading
+        is pure Python: it yields to the loop now and then, so that the batch before,
+        applying meanwhile, sends its next statement to PostgreSQL (the other core)."""
         deliveries: list[Delivery] = []
-        for message in messages:
+        poison: list[tuple[ConsumerRecord[bytes, bytes], PoisonMessage]] = []
+        for count, message in enumerate(messages, start=1):
             if message.value is None:
                 continue  # a tombstone: forgetting the user erased the read models already
             try:
                 deliveries.append(Delivery(message, from_message(message.value, message.headers)))
             except PoisonMessage as exc:
-                await self.dead_letter(producer, message, exc, None)
+                poison.append((message, exc))
+            if count % PARSE_YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+        return deliveries, poison
+
+    async def process_parsed(
+        self,
+        deliveries: Sequence[Delivery],
+        poison: Sequence[tuple[ConsumerRecord[bytes, bytes], PoisonMessage]],
+        producer: AIOKafkaProducer,
+    ) -> None:
+        """Dead-letter the unreadable messages, then apply the batch (message by message
+        if it fails, dead-lettering those that fail alone)."""
+        for message, unreadable in poison:
+            await self.dead_letter(producer, message, unreadable, None)
         if not deliveries:
             return
         try:
@@ -275,10 +294,13 @@ class ProjectionConsumer:
     async def _consume(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
         loop = asyncio.get_running_loop()
         reported = 0.0
-        # A batch's offsets are committed to Kafka while the next batch is applied: the
-        # round trip need not hold up the work, and commits stay in order (each waits
-        # for the one before). Offsets lost in a crash only mean redeliveries, which the
-        # marks skip.
+        # A batch is applied while the next one is fetched and read (Python on this core,
+        # the batch's statements in PostgreSQL on the other), and its offsets committed to
+        # Kafka while later ones apply: the round trip need not hold up the work. Batches
+        # apply one at a time and in order, and commits stay in order (each waits for the
+        # one before). Offsets lost in a crash only mean redeliveries, which the marks skip.
+        applying: asyncio.Task[None] | None = None
+        applying_offsets: dict[TopicPartition, int] = {}
         committing: asyncio.Task[None] | None = None
         try:
             while True:
@@ -286,17 +308,24 @@ class ProjectionConsumer:
                 messages = [m for batch in fetched.values() for m in batch]
                 if committing is not None and committing.done():
                     committing.result()  # a failed commit restarts the consumer (run)
-                if messages:
-                    await self.process(messages, producer)
-                    offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items()}
+                parsed = await self.parse(messages) if messages else None
+                if applying is not None and (parsed is not None or applying.done()):
+                    await applying  # raises what it raised: run restarts the consumer
                     committing = asyncio.create_task(
-                        self._commit_offsets(consumer, committing, offsets)
+                        self._commit_offsets(consumer, committing, applying_offsets)
                     )
+                    applying = None
+                if parsed is not None:
+                    applying = asyncio.create_task(self.process_parsed(*parsed, producer))
+                    applying_offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items()}
                 if loop.time() - reported >= 1.0:
                     reported = loop.time()
                     await self._until_store_answers(self.advance_checkpoints)
                     await self.report(consumer, "running")
         finally:
+            if applying is not None:
+                applying.cancel()
+                await asyncio.gather(applying, return_exceptions=True)
             if committing is not None:
                 await asyncio.gather(committing, return_exceptions=True)
 

@@ -145,6 +145,7 @@ _CURRENT = {
     get_topic(cls): (cls, int(getattr(cls, "class_version", 1))) for cls in EVENT_CLASSES.values()
 }
 _TRANSCODED = b'"_type_"'
+_TOPICS = {kind: get_topic(cls) for kind, cls in EVENT_CLASSES.items()}
 
 
 def decode(user_id: str, version: int, topic: str, state: bytes) -> InteractionEvent:
@@ -213,11 +214,11 @@ def stored_from_payload(
     stored = StoredEvent(
         originator_id=user_id,
         originator_version=version,
-        topic=get_topic(cls),
+        topic=_TOPICS[event_type],
         state=MAPPER.transcoder.encode(state),
     )
     try:
-        event = MAPPER.to_domain_event(stored)
+        event = decode(user_id, version, stored.topic, stored.state)
     except Exception as exc:  # an upcaster meeting a payload it does not know
         raise UnreadableEvent(f"{event_type} v{schema_version}: {exc!r}") from exc
     expected = _FIELDS[event_type]
