@@ -45,7 +45,8 @@ class Projection(Protocol):
     ) -> Changes:
         """Write the batch's effects inside the caller's transaction. With `defer` (a
         rebuild, whose tables nobody reads yet) stateful projections may keep their
-        changes in memory until `flush`, so each row is written once, not per batch."""
+        changes in memory until `flush`, so each row is written once, not per batch;
+        the batch is then a stretch of the store, in its order, with nothing left out."""
         ...
 
     async def flush(self, conn: asyncpg.Connection, tables: Mapping[str, str]) -> None:

@@ -12,20 +12,21 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import asyncpg
 
 from event_store import feed, lag, locks
-from event_store.feed import Checkpoint, StoredRecord
+from event_store.feed import Checkpoint
 from projections import checkpoints
 from projections.applier import Applier, Target
 from projections.projection import Batch, Changes, Projection
 from projections.status import REBUILD_BEATS_SECONDS
 from projections.store_follower import apply_next
 from schema import events
-from schema.events import InteractionEvent
 
 log = logging.getLogger("cinemate.projections")
 
@@ -37,6 +38,9 @@ FLUSH_EVERY_EVENTS = 500_000
 LANE_QUEUE_BATCHES = 4
 # Shadow tables nobody reads yet: a crash loses the rebuild anyway (see locks).
 NO_FLUSH_WAIT_SQL = "SELECT set_config('synchronous_commit', 'off', true)"
+# gc's third threshold while a replay runs: collections of the young generations between
+# full collections (about 400 in a replay of 200,000 events).
+POSTPONED_FULL_COLLECTIONS = 1_000_000
 
 
 class RebuildInProgress(RuntimeError):
@@ -145,9 +149,6 @@ async def rebuild(
     )
 
 
-Pairs = list[tuple[StoredRecord, InteractionEvent]]
-
-
 class _Lane:
     """One projection's share of a replay: its own connection and transactions, fed the
     batches the one reader read and decoded. Lanes run side by side on the event loop,
@@ -158,25 +159,30 @@ class _Lane:
     def __init__(self, projection: Projection, shadow: Target) -> None:
         self.projection = projection
         self.shadow = shadow
-        self.inbox: asyncio.Queue[Pairs | None] = asyncio.Queue(maxsize=LANE_QUEUE_BATCHES)
+        self.inbox: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=LANE_QUEUE_BATCHES)
         self.applied = 0
 
     async def run(self, pool: asyncpg.Pool) -> None:
         async with pool.acquire() as conn:
             flushed, done = 0, False
             while not done:
-                pairs = await self.inbox.get()
-                if pairs is None:
+                batch = await self.inbox.get()
+                if batch is None:
                     break
-                pairs = list(pairs)
+                waiting = [batch]
                 while not self.inbox.empty():
                     more = self.inbox.get_nowait()
                     if more is None:
                         done = True
                         break
-                    pairs.extend(more)
-                if pairs:
-                    await self._apply(conn, pairs)
+                    waiting.append(more)
+                if len(waiting) > 1:
+                    batch = Batch(
+                        [r for b in waiting for r in b.records],
+                        [e for b in waiting for e in b.events],
+                    )
+                if batch.records:
+                    await self._apply(conn, batch)
                 if self.applied - flushed >= FLUSH_EVERY_EVENTS:
                     await self._flush(conn)
                     flushed = self.applied
@@ -184,15 +190,14 @@ class _Lane:
             # and then has only the last events' changes to write.
             await self._flush(conn)
 
-    async def _apply(self, conn: asyncpg.Connection, pairs: Pairs) -> None:
+    async def _apply(self, conn: asyncpg.Connection, batch: Batch) -> None:
         """The shadow's only writer, fed the store in order from its start: every record
         is past the shadow's checkpoint, and no applied-stream marks apply."""
-        batch = Batch([r for r, _ in pairs], [e for _, e in pairs])
         async with conn.transaction():
             await conn.execute(NO_FLUSH_WAIT_SQL)
             await self.projection.apply(conn, batch, self.shadow.tables, defer=True)
             await checkpoints.save(conn, self.shadow.checkpoint, batch.records[-1].checkpoint)
-        self.applied += len(pairs)
+        self.applied += len(batch.records)
 
     async def _flush(self, conn: asyncpg.Connection) -> None:
         async with conn.transaction():
@@ -201,11 +206,12 @@ class _Lane:
             await checkpoints.heartbeat(conn, [self.shadow.checkpoint])
 
 
-async def _read_ahead(conn: asyncpg.Connection, after: Checkpoint, limit: int) -> Pairs:
+async def _read_ahead(conn: asyncpg.Connection, after: Checkpoint, limit: int) -> Batch:
     """The next batch and its events, decoded once for every lane (straight from the
     rows: each is read once, so the decoded-event cache would only churn)."""
     records = await feed.read_after(conn, after, limit)
-    return [(r, events.decode(r.user_id, r.stream_version, r.topic, r.state)) for r in records]
+    decode = events.decode
+    return Batch(records, [decode(r.user_id, r.stream_version, r.topic, r.state) for r in records])
 
 
 async def _replay(
@@ -226,29 +232,53 @@ async def _replay(
             group.create_task(lane.run(pool))
         after = min(await checkpoints.load(conn, names))
         ahead = group.create_task(_read_ahead(reader, after, batch_size))
-        pairs: Pairs = []
         beat = asyncio.get_running_loop().time()
         while True:
-            pairs = await ahead
-            if pairs:
-                after = pairs[-1][0].checkpoint
+            batch = await ahead
+            count = len(batch.records)
+            if count:
+                after = batch.records[-1].checkpoint
                 ahead = group.create_task(_read_ahead(reader, after, batch_size))
             for lane in lanes:
-                await lane.inbox.put(pairs)
-            read += len(pairs)
+                await lane.inbox.put(batch)
+            read += count
             if progress is not None:
                 progress(min(lane.applied for lane in lanes), max(total, read))
             now = asyncio.get_running_loop().time()
             if now - beat >= 1.0:
                 await checkpoints.heartbeat(conn, names)
                 beat = now
-            if len(pairs) < batch_size and await lag.count_after(conn, after) < CATCH_UP_MARGIN:
+            if count < batch_size and await lag.count_after(conn, after) < CATCH_UP_MARGIN:
                 break
-        if pairs:
+        if count:
             await ahead  # nothing past the end: the swap reads whatever came since
         for lane in lanes:
             await lane.inbox.put(None)
     return read
+
+
+_postponing = 0
+_thresholds = gc.get_threshold()
+
+
+@contextmanager
+def _full_collections_postponed() -> Iterator[None]:
+    """While a replay runs, the garbage collector's full collections wait (young ones go
+    on). A replay keeps a state per user and moves batches of records through its lanes;
+    each full collection walked all of them, and there were dozens per replay (half of
+    its time, measured with gc.callbacks in bench/replay). Nothing a replay makes needs
+    the cycle collector; cycles others make meanwhile are collected once it ends."""
+    global _postponing, _thresholds
+    if not _postponing:
+        _thresholds = gc.get_threshold()
+        gc.set_threshold(_thresholds[0], _thresholds[1], POSTPONED_FULL_COLLECTIONS)
+    _postponing += 1
+    try:
+        yield
+    finally:
+        _postponing -= 1
+        if not _postponing:
+            gc.set_threshold(*_thresholds)
 
 
 async def rebuild_all(
@@ -271,12 +301,13 @@ async def rebuild_all(
                     await _begin(conn, projection, shadow)
                 started.append((projection, shadow))
             lanes = [_Lane(p, s) for p, s in started]
-            try:
-                applied = await _replay(pool, conn, lanes, batch_size, progress)
-            except BaseExceptionGroup as failed:
-                # The lane (or read) that failed first; the others were cancelled.
-                raise failed.exceptions[0] from None
-            applied += await _swap(conn, projections, shadows)
+            with _full_collections_postponed():
+                try:
+                    applied = await _replay(pool, conn, lanes, batch_size, progress)
+                except BaseExceptionGroup as failed:
+                    # The lane (or read) that failed first; the others were cancelled.
+                    raise failed.exceptions[0] from None
+                applied += await _swap(conn, projections, shadows)
         except BaseException:
             for projection, shadow in started:
                 await _abandon(conn, projection, shadow)

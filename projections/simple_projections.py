@@ -25,6 +25,14 @@ FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[])
 ON CONFLICT DO NOTHING
 """
 
+# The "stored" rows of a stretch of the store, from its first event to its last.
+AUDIT_REPLAY_SQL = """
+INSERT INTO {table} (event_id, stage, position, user_id, event_type, at)
+SELECT event_id, 'stored', position, originator_id, event_type, recorded_at
+FROM interaction_events
+WHERE (tx_id, position) >= ($1::text::xid8, $2) AND (tx_id, position) <= ($3::text::xid8, $4)
+"""
+
 FEEDBACK_SQL = """
 INSERT INTO {table} (event_id, position, recommendation_id, user_id, movie_id, action, rank,
                      model_version, strategy, shown, occurred_at)
@@ -142,14 +150,16 @@ class AuditProjection(NoSideEffects):
         if defer:
             # A rebuild's shadow table: each event is replayed once into a table only the
             # rebuild writes ("stored" rows; the carried-over stages are others), so no
-            # row can conflict, and COPY is several times cheaper than the upsert.
-            await conn.copy_records_to_table(
-                tables["audit_events"],
-                columns=["event_id", "stage", "position", "user_id", "event_type", "at"],
-                records=[
-                    (r.event_id, "stored", r.position, r.user_id, r.event_type, r.recorded_at)
-                    for r in records
-                ],
+            # row can conflict. The batch is a stretch of the store in its order, and
+            # each row is the store row's own columns: PostgreSQL copies them itself
+            # (on its core, while the replay folds the other projections in Python).
+            first, last = records[0].checkpoint, records[-1].checkpoint
+            await conn.execute(
+                AUDIT_REPLAY_SQL.format(table=tables["audit_events"]),
+                str(first.tx_id),
+                first.position,
+                str(last.tx_id),
+                last.position,
             )
             return Changes()
         await conn.execute(

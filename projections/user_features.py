@@ -12,7 +12,7 @@ gather the items back (query_side/recommend_http.py)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -223,6 +223,15 @@ async def save_states(
     return Saved(documents, encoded, state_json)
 
 
+@dataclass(slots=True)
+class Deferred:
+    """A rebuild's states for one table, kept until `flush`, and whether that table was
+    empty when they began (then none of them needs reading back or replacing)."""
+
+    empty: bool
+    states: dict[str, fold.State] = field(default_factory=dict)
+
+
 class UserFeaturesProjection:
     name = "user_features"
     tables: tuple[str, ...] = ("user_features", "user_items")
@@ -234,7 +243,7 @@ class UserFeaturesProjection:
         # the outbox in this same transaction: published if and only if it committed.
         self.publish = publish
         self.cache = StateCache()
-        self._deferred: dict[str, dict[str, fold.State]] = {}
+        self._deferred: dict[str, Deferred] = {}
 
     async def apply(
         self,
@@ -251,23 +260,21 @@ class UserFeaturesProjection:
         # accepted is visible now (the movies PUT with them fold with their genres).
         await self.genres.refresh(conn, current=True)
         table = tables["user_features"]
-        pending = self._deferred.setdefault(table, {}) if defer else {}
+        if defer:
+            await self._apply_deferred(conn, batch, tables)
+            return Changes()
         touched: dict[str, set[str]] = {}
         for record, event in zip(batch.records, batch.events, strict=True):
-            if record.user_id not in pending:
-                movies = touched.setdefault(record.user_id, set())
-                if (movie := fold.movie_of(event)) is not None:
-                    movies.add(movie)
-        states = {**await load_states(conn, tables, touched, self.cache), **pending}
+            movies = touched.setdefault(record.user_id, set())
+            if (movie := fold.movie_of(event)) is not None:
+                movies.add(movie)
+        states = await load_states(conn, tables, touched, self.cache)
         changed: dict[str, fold.State] = {}
         for record, event in zip(batch.records, batch.events, strict=True):
             state = states.get(record.user_id) or fold.empty_state(record.user_id)
             states[record.user_id] = changed[record.user_id] = fold.apply(
                 state, event, record.position, self.genres
             )
-        if defer:
-            pending.update(changed)
-            return Changes()
         saved = await save_states(conn, tables, changed, datetime.now(UTC))
         for user, state in changed.items():
             self.cache.put(table, user, state, saved.states[user])
@@ -277,25 +284,87 @@ class UserFeaturesProjection:
             )
         return Changes(documents=saved.documents, encoded=saved.encoded, cache_token=token)
 
+    async def _apply_deferred(
+        self, conn: asyncpg.Connection, batch: Batch, tables: Mapping[str, str]
+    ) -> None:
+        """A rebuild's batch, folded into the states kept for `flush`. Nothing is read
+        back from a table that was empty when the rebuild first wrote to it and got no
+        flush since (a fresh shadow: the only case until FLUSH_EVERY_EVENTS)."""
+        table = tables["user_features"]
+        deferred = self._deferred.get(table)
+        if deferred is None:
+            empty = not await conn.fetchval(f"SELECT EXISTS (SELECT FROM {table})")
+            deferred = self._deferred[table] = Deferred(empty)
+        pending = deferred.states
+        if not deferred.empty:
+            await self._read_back(conn, batch, tables, pending)
+        for record, event in zip(batch.records, batch.events, strict=True):
+            user = record.user_id
+            state = pending.get(user)
+            if state is None:
+                state = pending[user] = fold.empty_state(user)
+            fold.apply(state, event, record.position, self.genres)
+
+    async def _read_back(
+        self,
+        conn: asyncpg.Connection,
+        batch: Batch,
+        tables: Mapping[str, str],
+        pending: dict[str, fold.State],
+    ) -> None:
+        """What a flush wrote that the batch folds into: the states of users not held,
+        with the items their events name, and the named items that states held lack
+        (a state read back holds only the items its batches touched)."""
+        new: dict[str, set[str]] = {}
+        missing: set[tuple[str, str]] = set()
+        for record, event in zip(batch.records, batch.events, strict=True):
+            movie = fold.movie_of(event)
+            held = pending.get(record.user_id)
+            if held is None:
+                movies = new.setdefault(record.user_id, set())
+                if movie is not None:
+                    movies.add(movie)
+            elif movie is not None and movie not in held["items"]:
+                missing.add((record.user_id, movie))
+        if new:
+            pending.update(await load_states(conn, tables, new, self.cache))
+        if missing:
+            pairs = sorted(missing)
+            found = await conn.fetch(
+                ITEMS_LOAD_SQL.format(table=tables["user_items"]),
+                [user for user, _ in pairs],
+                [movie for _, movie in pairs],
+            )
+            for row in found:
+                pending[row["user_id"]]["items"][row["movie_id"]] = orjson.loads(row["signals"])
+
     async def flush(self, conn: asyncpg.Connection, tables: Mapping[str, str]) -> None:
         """A rebuild's states, written with COPY (several times faster than an upsert of
         the same rows): the shadow table has one writer, so replacing a user's row is a
         delete of what an earlier flush wrote, then the copy."""
         table, items_table = tables["user_features"], tables["user_items"]
-        pending = self._deferred.pop(table, {})
-        if not pending:
+        deferred = self._deferred.pop(table, None)
+        if deferred is None or not deferred.states:
             return
+        pending = deferred.states
         now = datetime.now(UTC)
-        users = list(pending)
-        rows = item_rows(pending)
-        await conn.execute(f"DELETE FROM {table} WHERE user_id = ANY($1::text[])", users)
-        # A state read back after an earlier flush holds only its batches' items.
-        await conn.execute(
-            f"DELETE FROM {items_table} AS i USING unnest($1::text[], $2::text[]) AS k(u, m)"
-            " WHERE i.user_id = k.u AND i.movie_id = k.m",
-            [user for user, _, _ in rows],
-            [movie for _, movie, _ in rows],
-        )
+        # Each item once, in no particular order (the shadow has one writer).
+        rows = [
+            (user, movie, orjson.dumps(item).decode())
+            for user, state in pending.items()
+            for movie, item in state["items"].items()
+        ]
+        if not deferred.empty:
+            users = list(pending)
+            await conn.execute(f"DELETE FROM {table} WHERE user_id = ANY($1::text[])", users)
+            # A state read back after an earlier flush holds only the items its batches
+            # touched: those replace their rows, the others stay.
+            await conn.execute(
+                f"DELETE FROM {items_table} AS i USING unnest($1::text[], $2::text[]) AS k(u, m)"
+                " WHERE i.user_id = k.u AND i.movie_id = k.m",
+                [user for user, _, _ in rows],
+                [movie for _, movie, _ in rows],
+            )
         await conn.copy_records_to_table(
             table,
             columns=["user_id", "stream_version", "position", "state", "doc", "updated_at"],

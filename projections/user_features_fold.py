@@ -64,10 +64,8 @@ def _to_front(items: list[str], value: str, limit: int | None = None) -> list[st
     a generator over the list was a third of a replay's fold)."""
     if items and items[0] == value:
         return items
-    try:
-        items.remove(value)  # values are unique in these lists
-    except ValueError:
-        pass
+    if value in items:  # values are unique in these lists; no exception when absent
+        items.remove(value)
     items.insert(0, value)
     if limit and len(items) > limit:
         del items[limit:]
