@@ -64,7 +64,9 @@ class ItemStatsProjection(NoSideEffects):
     tables: tuple[str, ...] = ("item_stats",)
 
     def __init__(self) -> None:
-        self._deferred: dict[str, dict[str, item_stats_fold.Stats]] = {}
+        # A rebuild's statistics per shadow table, and whether that table was empty when
+        # they began (then none needs reading back).
+        self._deferred: dict[str, tuple[bool, dict[str, item_stats_fold.Stats]]] = {}
 
     async def apply(
         self,
@@ -80,27 +82,52 @@ class ItemStatsProjection(NoSideEffects):
             for event in batch.events
             if (movie := item_stats_fold.movie_of(event)) is not None
         ]
-        pending = self._deferred.setdefault(table, {}) if defer else {}
-        unknown = sorted({m for m, _ in touched} - pending.keys())
-        rows = await conn.fetch(
-            f"SELECT movie_id, interactions, score, score_at FROM {table} "
-            "WHERE movie_id = ANY($1::text[])",
-            unknown,
-        )
-        stats = {**{r["movie_id"]: dict(r) for r in rows}, **pending}
+        if defer:
+            await self._apply_deferred(conn, touched, table)
+            return Changes()
+        stats = await self._load(conn, table, {m for m, _ in touched})
         changed: dict[str, item_stats_fold.Stats] = {}
         for movie, event in touched:
             current = stats.get(movie) or item_stats_fold.empty_stats(movie)
             stats[movie] = changed[movie] = item_stats_fold.apply(current, event)
-        if defer:
-            pending.update(changed)
-        else:
-            await self._write(conn, table, changed)
+        await self._write(conn, table, changed)
         return Changes()
+
+    async def _apply_deferred(
+        self,
+        conn: asyncpg.Connection,
+        touched: list[tuple[str, events.InteractionEvent]],
+        table: str,
+    ) -> None:
+        """A rebuild's batch, folded into the statistics kept for `flush`."""
+        if table not in self._deferred:
+            empty = not await conn.fetchval(f"SELECT EXISTS (SELECT FROM {table})")
+            self._deferred[table] = (empty, {})
+        empty, pending = self._deferred[table]
+        loaded = (
+            {} if empty else await self._load(conn, table, {m for m, _ in touched} - pending.keys())
+        )
+        for movie, event in touched:
+            current = pending.get(movie)
+            if current is None:
+                current = pending[movie] = loaded.get(movie) or item_stats_fold.empty_stats(movie)
+            item_stats_fold.apply(current, event)
+
+    @staticmethod
+    async def _load(
+        conn: asyncpg.Connection, table: str, movies: set[str]
+    ) -> dict[str, item_stats_fold.Stats]:
+        rows = await conn.fetch(
+            f"SELECT movie_id, interactions, score, score_at FROM {table} "
+            "WHERE movie_id = ANY($1::text[])",
+            sorted(movies),
+        )
+        return {r["movie_id"]: dict(r) for r in rows}
 
     async def flush(self, conn: asyncpg.Connection, tables: Mapping[str, str]) -> None:
         table = tables["item_stats"]
-        await self._write(conn, table, self._deferred.pop(table, {}))
+        _, pending = self._deferred.pop(table, (True, {}))
+        await self._write(conn, table, pending)
 
     def discard(self, tables: Mapping[str, str]) -> None:
         self._deferred.pop(tables["item_stats"], None)
