@@ -62,7 +62,7 @@ SET partitions = excluded.partitions, lag_messages = excluded.lag_messages,
 """
 LEAVE_SQL = "DELETE FROM kafka_consumers WHERE member = $1"
 # Reading a batch of messages lets the batch applying beside it go on this often.
-PARSE_YIELD_EVERY = 100
+PARSE_YIELD_EVERY = 20
 
 
 class SystemicFailure(RuntimeError):
