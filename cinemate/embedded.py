@@ -105,11 +105,16 @@ class EmbeddedPostgres:
             raise EmbeddedServerError(
                 f"could not start embedded PostgreSQL in {self.pgdata}: {exc}\n{tail}"
             ) from exc
-        # psql runs each line on its own (ALTER SYSTEM refuses a transaction block).
-        self._server.psql(
-            "".join(f"ALTER SYSTEM SET {k} = '{v}';\n" for k, v in POSTGRES_SETTINGS.items())
-            + "SELECT pg_reload_conf();\n"
-        )
+        # psql runs each line on its own (ALTER SYSTEM refuses a transaction block), and
+        # without ON_ERROR_STOP it would exit 0 on a refused setting.
+        try:
+            self._server.psql(
+                "\\set ON_ERROR_STOP on\n"
+                + "".join(f"ALTER SYSTEM SET {k} = '{v}';\n" for k, v in POSTGRES_SETTINGS.items())
+                + "SELECT pg_reload_conf();\n"
+            )
+        except subprocess.CalledProcessError as exc:
+            raise EmbeddedServerError(f"embedded PostgreSQL refused its settings: {exc}") from exc
         return str(self._server.get_uri())
 
     def stop(self) -> None:

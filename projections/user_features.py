@@ -11,7 +11,7 @@ gather the items back (query_side/recommend_http.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -158,15 +158,26 @@ async def load_states(
         state["items"] = {}
         states[row["user_id"]] = state
     pairs = [(user, movie) for user in states for movie in touched[user]]
-    if pairs:
-        found = await conn.fetch(
-            ITEMS_LOAD_SQL.format(table=tables["user_items"]),
-            [user for user, _ in pairs],
-            [movie for _, movie in pairs],
-        )
-        for row in found:
-            states[row["user_id"]]["items"][row["movie_id"]] = orjson.loads(row["signals"])
+    await read_items(conn, tables["user_items"], pairs, states)
     return states
+
+
+async def read_items(
+    conn: asyncpg.Connection,
+    table: str,
+    pairs: Sequence[tuple[str, str]],
+    states: Mapping[str, fold.State],
+) -> None:
+    """Put the stored items of these (user, movie) pairs into the users' states."""
+    if not pairs:
+        return
+    found = await conn.fetch(
+        ITEMS_LOAD_SQL.format(table=table),
+        [user for user, _ in pairs],
+        [movie for _, movie in pairs],
+    )
+    for row in found:
+        states[row["user_id"]]["items"][row["movie_id"]] = orjson.loads(row["signals"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,15 +339,7 @@ class UserFeaturesProjection:
                 missing.add((record.user_id, movie))
         if new:
             pending.update(await load_states(conn, tables, new, self.cache))
-        if missing:
-            pairs = sorted(missing)
-            found = await conn.fetch(
-                ITEMS_LOAD_SQL.format(table=tables["user_items"]),
-                [user for user, _ in pairs],
-                [movie for _, movie in pairs],
-            )
-            for row in found:
-                pending[row["user_id"]]["items"][row["movie_id"]] = orjson.loads(row["signals"])
+        await read_items(conn, tables["user_items"], sorted(missing), pending)
 
     async def flush(self, conn: asyncpg.Connection, tables: Mapping[str, str]) -> None:
         """A rebuild's states, written with COPY (several times faster than an upsert of

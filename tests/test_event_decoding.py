@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from command_side.new_events import new_event
 from schema import events
 from schema.commands import ADAPTERS
-from tests.test_new_events import WHEN, bodies
+from tests.test_new_events import WHEN, bodies, command_of
 
 WATCHED = get_topic(events.Watched)
 
@@ -33,13 +33,7 @@ def same_event(direct: events.InteractionEvent, reference: events.InteractionEve
 def test_direct_decoding_equals_the_mappers(
     kind_body: tuple[str, dict[str, Any]], when: Any
 ) -> None:
-    kind, body = kind_body
-    if when is not None:
-        body = {**body, "occurred_at": when.isoformat()}
-    command = ADAPTERS[kind].validate_json(
-        orjson.dumps({k: v for k, v in body.items() if v is not None})
-    )
-    stored = new_event(command, datetime.now(UTC))
+    stored = new_event(command_of(kind_body, when), datetime.now(UTC))
     state = stored.state.encode()
     args = (stored.user_id, 7, stored.topic, state)
     same_event(events.decode(*args), events.decode_by_mapper(*args))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,16 +16,8 @@ from tests.redis_helpers import PrivateRedis
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
-    private = PrivateRedis(tmp_path / "redis")
-    private.start()
-    yield private
-    private.stop()
-
-
-@pytest.fixture
-async def redis(server: PrivateRedis) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(server.url, socket_timeout=1.0, socket_connect_timeout=1.0)
+async def redis(private_redis: PrivateRedis) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url(private_redis.url, socket_timeout=1.0, socket_connect_timeout=1.0)
     yield client
     await client.aclose()
 
@@ -92,13 +83,13 @@ async def test_values_of_an_old_epoch_are_not_read(redis: aioredis.Redis) -> Non
 
 
 async def test_a_restart_is_noticed_without_any_error_and_a_new_epoch_installed(
-    redis: aioredis.Redis, server: PrivateRedis
+    redis: aioredis.Redis, private_redis: PrivateRedis
 ) -> None:
     cache = await started(redis)
     await cache.store(cache.token(), {"u": doc("u", 3, 30)})
     first_epoch = await redis.get(EPOCH_KEY)
-    await asyncio.to_thread(server.shutdown_save)
-    await asyncio.to_thread(server.start)  # back with v3 and the old epoch
+    await asyncio.to_thread(private_redis.shutdown_save)
+    await asyncio.to_thread(private_redis.start)  # back with v3 and the old epoch
     assert await redis.get(EPOCH_KEY) == first_epoch  # redis-py reconnected quietly
     assert await cache.read("u") is None  # NOSCRIPT: this process's scripts are gone
     assert cache.suspect and "restarted" in cache.suspect
@@ -109,18 +100,18 @@ async def test_a_restart_is_noticed_without_any_error_and_a_new_epoch_installed(
 
 
 async def test_a_failed_write_makes_the_process_install_a_new_epoch_first(
-    redis: aioredis.Redis, server: PrivateRedis
+    redis: aioredis.Redis, private_redis: PrivateRedis
 ) -> None:
     cache = await started(redis)
     token = cache.token()
     await cache.store(token, {"u": doc("u", 3, 30)})
-    server.freeze()
+    private_redis.freeze()
     try:
         await cache.store(token, {"u": doc("u", 4, 40)})  # times out; runs on resume
         assert cache.suspect and cache.token() is None
         await cache.store(cache.token(), {"u": doc("u", 5, 50)})  # not even tried
     finally:
-        server.thaw()
+        private_redis.thaw()
     await until_trusted(cache)
     assert cache.token() != token
     assert await cache.read("u") is None  # v4 ran late, under the old epoch

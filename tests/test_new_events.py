@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from command_side.new_events import encoded_by_mapper, new_event
 from schema import events
-from schema.commands import ADAPTERS
+from schema.commands import ADAPTERS, Command
 
 IDS = st.from_regex(r"[A-Za-z0-9_.:-]{1,64}", fullmatch=True)
 TEXT = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=["Cs"]))
@@ -38,7 +38,12 @@ def bodies() -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
             "watched_seconds": st.none() | st.integers(0, 10**7),
         },
         "search": {
-            "query": st.text(st.characters(blacklist_characters="\x00"), min_size=1, max_size=40),
+            # No lone surrogates: a JSON body cannot carry them (orjson refuses to write one).
+            "query": st.text(
+                st.characters(blacklist_characters="\x00", blacklist_categories=["Cs"]),
+                min_size=1,
+                max_size=40,
+            ),
             "results": st.none() | st.lists(IDS, max_size=5),
             "clicked_movie_id": st.none() | IDS,
         },
@@ -59,17 +64,22 @@ def bodies() -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
     )
 
 
+def command_of(kind_body: tuple[str, dict[str, Any]], when: Any) -> Command:
+    """A generated body (and occurred_at, when drawn) validated as the API validates it."""
+    kind, body = kind_body
+    if when is not None:
+        body = {**body, "occurred_at": when.isoformat()}
+    return ADAPTERS[kind].validate_json(
+        orjson.dumps({k: v for k, v in body.items() if v is not None})
+    )
+
+
 @settings(max_examples=400, deadline=None, derandomize=True)
 @given(bodies(), WHEN)
 def test_direct_encoding_equals_the_mappers(
     kind_body: tuple[str, dict[str, Any]], when: Any
 ) -> None:
-    kind, body = kind_body
-    if when is not None:
-        body = {**body, "occurred_at": when.isoformat()}
-    command = ADAPTERS[kind].validate_json(
-        orjson.dumps({k: v for k, v in body.items() if v is not None})
-    )
+    command = command_of(kind_body, when)
     now = datetime.now(UTC)
     direct = new_event(command, now)
     reference = encoded_by_mapper(command, now)
