@@ -13,3 +13,7 @@ Invariants the package keeps:
   version order;
 - no client-chosen id can reach an internal lock (locks are two-key, one class per use).
 """
+
+# The store's name: its table's, its commit channel's, and (SPEC, Kafka) the topic's that
+# mirrors it in order.
+NAME = "interaction_events"

@@ -19,6 +19,7 @@ from uuid import UUID
 
 import asyncpg
 
+import event_store
 from schema import events
 
 log = logging.getLogger("cinemate.event_store")
@@ -160,10 +161,34 @@ async def covered_by_marks(
     return Checkpoint(row["tx"], row["position"]) if row is not None else None
 
 
+# The audit trail's "stored" row of each event of a stretch of the store, first to last
+# inclusive, copied by PostgreSQL from the store's own columns (a rebuild's shadow table:
+# no row of it can conflict).
+AUDIT_COPY_SQL = """
+INSERT INTO {table} (event_id, stage, position, user_id, event_type, at)
+SELECT event_id, 'stored', position, originator_id, event_type, recorded_at
+FROM interaction_events
+WHERE (tx_id, position) >= ($1::text::xid8, $2) AND (tx_id, position) <= ($3::text::xid8, $4)
+"""
+
+
+async def copy_audit_rows(
+    conn: asyncpg.Connection, table: str, first: Checkpoint, last: Checkpoint
+) -> None:
+    """Insert into `table` the audit row of every event from `first` to `last`."""
+    await conn.execute(
+        AUDIT_COPY_SQL.format(table=table),
+        str(first.tx_id),
+        first.position,
+        str(last.tx_id),
+        last.position,
+    )
+
+
 # The commit listener: one LISTEN connection per process wakes every follower. Appenders
 # notify the channel after their commits (append.Waker); followers also poll, so a notice
 # lost while reconnecting only adds latency, never a skipped event.
-CHANNEL = "interaction_events"
+CHANNEL = event_store.NAME
 
 
 async def woken(wake: asyncio.Event, idle_seconds: float) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import asyncpg
 
+from event_store import feed
 from projections import item_stats_fold
 from projections.projection import Batch, Changes
 from schema import events
@@ -23,14 +24,6 @@ INSERT INTO {table} (event_id, stage, position, user_id, event_type, at)
 SELECT e, 'stored', p, u, t, r
 FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[]) AS x(e, p, u, t, r)
 ON CONFLICT DO NOTHING
-"""
-
-# The "stored" rows of a stretch of the store, from its first event to its last.
-AUDIT_REPLAY_SQL = """
-INSERT INTO {table} (event_id, stage, position, user_id, event_type, at)
-SELECT event_id, 'stored', position, originator_id, event_type, recorded_at
-FROM interaction_events
-WHERE (tx_id, position) >= ($1::text::xid8, $2) AND (tx_id, position) <= ($3::text::xid8, $4)
 """
 
 FEEDBACK_SQL = """
@@ -180,13 +173,8 @@ class AuditProjection(NoSideEffects):
             # row can conflict. The batch is a stretch of the store in its order, and
             # each row is the store row's own columns: PostgreSQL copies them itself
             # (on its core, while the replay folds the other projections in Python).
-            first, last = records[0].checkpoint, records[-1].checkpoint
-            await conn.execute(
-                AUDIT_REPLAY_SQL.format(table=tables["audit_events"]),
-                str(first.tx_id),
-                first.position,
-                str(last.tx_id),
-                last.position,
+            await feed.copy_audit_rows(
+                conn, tables["audit_events"], records[0].checkpoint, records[-1].checkpoint
             )
             return Changes()
         await conn.execute(

@@ -5,17 +5,20 @@ Forgetting a user must complete in Kafka too, within a stated bound (README):
   document of the user, and `max.compaction.lag.ms` makes the older values eligible for
   the cleaner within a day however quiet the topic; the tombstone itself stays
   `delete.retention.ms` (a day) so consumers reading behind see it, then goes too.
-- `interaction_events`, `model_feedback` and the dead letters keep `retention.ms` (seven
+- the interactions topic, `model_feedback` and the dead letters keep `retention.ms` (seven
   days; the store, not Kafka, is the history consumers rebuild from) in segments of a
   day, so a forgotten user's messages are deleted within eight days.
 """
 
 from __future__ import annotations
 
-INTERACTIONS = "interaction_events"
+import event_store
+
+# The store, event by event in its order, under the store's own name.
+INTERACTIONS = event_store.NAME
 FEATURES = "processed_features"
 FEEDBACK = "model_feedback"
-DEAD_LETTERS = "interaction_events_dlq"
+DEAD_LETTERS = f"{INTERACTIONS}_dlq"
 
 PARTITIONS = {
     INTERACTIONS: 6,
