@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from command_side.catalog import upsert_movies
-from command_side.new_events import new_event
+from command_side.new_events import new_events
 from event_store.append import GroupCommitter
 from schema.commands import Command, FavoriteCommand, MovieCommand, RatingCommand, WatchCommand
 
@@ -124,7 +124,7 @@ async def load_demo(
     counts = {"movies": len(catalog), "accepted": 0, "duplicate": 0}
     for start in range(0, len(commands), 1000):
         chunk = commands[start : start + 1000]
-        for result in await committer.append([new_event(c) for c in chunk]):
+        for result in await committer.append(new_events(chunk)):
             counts[result.outcome] = counts.get(result.outcome, 0) + 1
         progress(len(chunk))
     return counts

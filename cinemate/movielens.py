@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 
 from command_side.catalog import upsert_movies
-from command_side.new_events import new_event
+from command_side.new_events import new_events
 from event_store import streams
 from event_store.append import GroupCommitter
 from model.interactions import FEEDBACK_WEIGHTS, Interaction
@@ -80,7 +80,7 @@ async def import_movielens(
     ratings = read_ratings(data_dir / "ratings.csv")
     for start in range(0, len(ratings), CHUNK):
         chunk = ratings[start : start + CHUNK]
-        for result in await committer.append([new_event(c) for c in chunk]):
+        for result in await committer.append(new_events(chunk)):
             counts[result.outcome] = counts.get(result.outcome, 0) + 1
         progress(len(chunk))
     return counts

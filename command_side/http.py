@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from command_side.new_events import new_event
+from command_side.new_events import new_event, new_events
 from event_store.append import AppendResult, GroupCommitter, Overloaded
 from event_store.errors import UNAVAILABLE_ERRORS, StoreUnavailable
 from schema import commands, openapi, responses
@@ -195,7 +195,7 @@ def batch_command(committer: GroupCommitter) -> CommandEndpoint:
     async def handle(body: bytes) -> Answer:
         batch: BatchCommand = parse(adapter, body)
         _duplicate_ids(batch)
-        results = await committer.append([new_event(command) for command in batch.events])
+        results = await committer.append(new_events(batch.events))
         if any(r.outcome == "conflict" for r in results):
             return _conflict_answer(results)
         status = 202 if any(r.outcome == "accepted" for r in results) else 200

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,15 +65,32 @@ def encoded_by_mapper(command: Command, now: datetime) -> NewEvent:
     return encode(event, command.event_id or new_event_id(), command.fingerprint())
 
 
+def _stamp(at: datetime) -> dict[str, str]:
+    """The event's time as eventsourcing's DatetimeAsISO transcoding writes it."""
+    return {"_type_": "datetime_iso", "_data_": at.isoformat()}
+
+
+def new_events(commands: Sequence[Command], now: datetime | None = None) -> list[NewEvent]:
+    """One request's events. Those the client gave no time happened when the request
+    arrived (`now`): one time, encoded once, for the whole batch."""
+    now = now or datetime.now(UTC)
+    received = _stamp(now)
+    return [_new_event(command, now, received) for command in commands]
+
+
 def new_event(command: Command, now: datetime | None = None) -> NewEvent:
+    (event,) = new_events([command], now)
+    return event
+
+
+def _new_event(command: Command, now: datetime, received: dict[str, str]) -> NewEvent:
     kind: str = command.type  # type: ignore[attr-defined]
-    at = command.occurred_at or now or datetime.now(UTC)
+    at = command.occurred_at or now
     payload = _payload(command, kind)
     state: dict[str, Any] = {}
     for name in _STATE_FIELDS[kind]:
         if name == "timestamp":
-            # As eventsourcing's DatetimeAsISO transcoding writes it.
-            state[name] = {"_type_": "datetime_iso", "_data_": at.isoformat()}
+            state[name] = received if command.occurred_at is None else _stamp(at)
         elif name == "context":
             state[name] = command.context
         else:

@@ -20,9 +20,12 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 from uuid import UUID
 
 import asyncpg
+import numpy as np
+from asyncpg.pgproto.pgproto import UUID as FastUUID
 
 from event_store.errors import TRANSIENT_ERRORS, UNAVAILABLE_ERRORS, StoreUnavailable
 from event_store.feed import CHANNEL
@@ -37,10 +40,13 @@ ATTEMPTS = 5
 
 
 # Event ids for events whose client gave none: random (version 4) UUIDs, cheaply.
-# `uuid.uuid4()` makes one system call per id; on the ingest path that is a measurable
-# share of a request. The bytes still come from the operating system's CSPRNG (ids must
-# not be guessable: a guessed id, sent first with another body, would turn a stranger's
-# event into a conflict), only 4 KiB at a time.
+# `uuid.uuid4()` makes one system call per id and builds it in Python; on the ingest path
+# that was a measurable share of a batch (1.1-1.6 us an id). The bytes still come from
+# the operating system's CSPRNG (ids must not be guessable: a guessed id, sent first with
+# another body, would turn a stranger's event into a conflict), 4 KiB at a time, with the
+# version and variant bits set for the whole chunk at once; each id is asyncpg's own UUID
+# (a `uuid.UUID`, equal and hashing alike, what the driver returns for uuid columns),
+# built in C.
 _CHUNK = 4096
 _buffer = b""
 _offset = _CHUNK
@@ -55,18 +61,27 @@ def _forget_buffer() -> None:
 os.register_at_fork(after_in_child=_forget_buffer)
 
 
+def _random_v4_ids(size: int) -> bytes:
+    """`size` bytes of random version-4, RFC 4122 UUIDs, back to back."""
+    ids = np.frombuffer(os.urandom(size), dtype=np.uint8).reshape(-1, 16).copy()
+    ids[:, 6] = (ids[:, 6] & 0x0F) | 0x40
+    ids[:, 8] = (ids[:, 8] & 0x3F) | 0x80
+    return ids.tobytes()
+
+
 def new_event_id() -> UUID:
     global _buffer, _offset
     if _offset >= _CHUNK:
-        _buffer, _offset = os.urandom(_CHUNK), 0
+        _buffer, _offset = _random_v4_ids(_CHUNK), 0
     raw = _buffer[_offset : _offset + 16]
     _offset += 16
-    return UUID(bytes=raw, version=4)
+    return FastUUID(raw)
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """One row for the event store; the store assigns its position and stream version."""
+class NewEvent(NamedTuple):
+    """One row for the event store; the store assigns its position and stream version.
+    (A named tuple: as immutable as a frozen dataclass, and a third of its cost to build,
+    once per event of every batch.)"""
 
     event_id: UUID
     user_id: str
@@ -94,8 +109,7 @@ def encode(event: events.InteractionEvent, event_id: UUID, fingerprint: bytes) -
     )
 
 
-@dataclass(frozen=True, slots=True)
-class AppendResult:
+class AppendResult(NamedTuple):
     event_id: UUID
     position: int | None
     stream_version: int | None
@@ -108,21 +122,26 @@ async def append_group(
     """Append the requests' events (event ids unique across the group); answers come
     back after the commit. A request with an event id already used for another body is
     refused whole."""
-    rows = [(number, event) for number, events_ in enumerate(requests) for event in events_]
+    numbers = [number for number, events_ in enumerate(requests) for _ in events_]
+    rows = [event for events_ in requests for event in events_]
+    if not rows:
+        return [[] for _ in requests]
+    # One column per field, transposed in C (rows are tuples).
+    column = dict(zip(NewEvent._fields, zip(*rows, strict=True), strict=True))
     records = await conn.fetch(
         APPEND_SQL,
-        [number for number, _ in rows],
-        [e.event_id for _, e in rows],
-        [e.user_id for _, e in rows],
-        [e.event_type for _, e in rows],
-        [e.topic for _, e in rows],
-        [e.schema_version for _, e in rows],
-        [e.state for _, e in rows],
-        [e.body_hash for _, e in rows],
-        [e.occurred_at for _, e in rows],
+        numbers,
+        column["event_id"],
+        column["user_id"],
+        column["event_type"],
+        column["topic"],
+        column["schema_version"],
+        column["state"],
+        column["body_hash"],
+        column["occurred_at"],
     )
     answers: list[list[AppendResult]] = [[] for _ in requests]
-    for (number, event), record in zip(rows, records, strict=True):
+    for number, event, record in zip(numbers, rows, records, strict=True):
         answers[number].append(
             AppendResult(
                 event.event_id, record["position"], record["stream_version"], record["outcome"]

@@ -9,7 +9,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from command_side.new_events import encoded_by_mapper, new_event
+from command_side.new_events import encoded_by_mapper, new_event, new_events
 from schema import events
 from schema.commands import ADAPTERS, Command
 
@@ -98,3 +98,21 @@ def test_direct_encoding_equals_the_mappers(
     # And the mapper reads it back as the event it would have written.
     decoded = events.decode(direct.user_id, 1, direct.topic, direct.state.encode())
     assert events.payload_of(decoded)["context"] == command.context
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(bodies(), WHEN), min_size=1, max_size=6))
+def test_a_batch_encodes_each_event_as_the_mapper_would_at_its_arrival(
+    drawn: list[tuple[tuple[str, dict[str, Any]], Any]],
+) -> None:
+    commands = [command_of(kind_body, when) for kind_body, when in drawn]
+    now = datetime.now(UTC)
+    # One arrival time (encoded once) for the events that carry none; each event's own
+    # time for the others.
+    for direct, command in zip(new_events(commands, now), commands, strict=True):
+        reference = encoded_by_mapper(command, now)
+        assert (direct.state, direct.occurred_at, direct.body_hash) == (
+            reference.state,
+            reference.occurred_at,
+            reference.body_hash,
+        )

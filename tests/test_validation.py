@@ -185,6 +185,9 @@ def test_generated_event_ids_are_distinct_version_4_uuids() -> None:
     ids = [new_event_id() for _ in range(2000)]  # across several 4 KiB refills
     assert len(set(ids)) == len(ids)
     assert all(i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)
+    # Built in C by asyncpg, they are uuid.UUIDs in every way the service uses them.
+    assert all(isinstance(i, uuid.UUID) and uuid.UUID(str(i)) == i for i in ids)
+    assert {uuid.UUID(bytes=i.bytes) for i in ids} == set(ids)
 
 
 @pytest.mark.parametrize(
