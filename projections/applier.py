@@ -138,12 +138,16 @@ class Applier:
         )
         # Decoded once for every projection (they mostly take the same records).
         decoded = [r.decode() for r in fresh]
+        places = [r.checkpoint for r in fresh]
         changes = []
         for projection, target, mark in zip(
             self.projections, self.targets, marks_from, strict=True
         ):
-            mine = [(r, e) for r, e in zip(fresh, decoded, strict=True) if r.checkpoint > mark]
-            batch = Batch([r for r, _ in mine], [e for _, e in mine])
+            mine = [i for i, place in enumerate(places) if place > mark]
+            if len(mine) == len(fresh):  # the common case: every projection at one mark
+                batch = Batch(fresh, decoded)
+            else:
+                batch = Batch([fresh[i] for i in mine], [decoded[i] for i in mine])
             changes.append(
                 await projection.apply(conn, batch, target.tables, defer=not target.live)
                 if mine
@@ -159,11 +163,12 @@ class Applier:
     ) -> None:
         """Move each checkpoint over the records (a stretch of the store, in its order)
         and note the stretch in the audit trail of each live projection."""
+        places = [r.checkpoint for r in records]
         for target, mark in zip(self.targets, marks_from, strict=True):
-            mine = [r for r in records if r.checkpoint > mark]
+            mine = [place for place in places if place > mark]
             if not mine:
                 continue
-            first, last = mine[0].checkpoint, mine[-1].checkpoint
+            first, last = mine[0], mine[-1]
             if target.live:
                 await conn.execute(
                     AUDIT_BATCH_SQL,

@@ -211,7 +211,8 @@ async def save_states(
     (a refresh racing the projector), and then neither do its items: they are written
     only for the users whose row this wrote, whose row lock this transaction holds."""
     users = list(states)
-    documents = {user: fold.document(states[user], now) for user in users}
+    updated_at = fold.iso(now)
+    documents = {user: fold.document(states[user], updated_at) for user in users}
     encoded = {user: orjson.dumps(documents[user]) for user in users}
     state_json = {user: _without_items(states[user]) for user in users}
     written = await conn.fetch(
@@ -351,6 +352,7 @@ class UserFeaturesProjection:
             return
         pending = deferred.states
         now = datetime.now(UTC)
+        updated_at = fold.iso(now)
         # Each item once, in no particular order (the shadow has one writer).
         rows = [
             (user, movie, orjson.dumps(item).decode())
@@ -377,7 +379,7 @@ class UserFeaturesProjection:
                     state["stream_version"],
                     state["position"],
                     _without_items(state).decode(),
-                    orjson.dumps(fold.document(state, now)).decode(),
+                    orjson.dumps(fold.document(state, updated_at)).decode(),
                     now,
                 )
                 for user, state in pending.items()

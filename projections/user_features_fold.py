@@ -105,12 +105,13 @@ def _item(state: State, movie_id: str) -> dict[str, Any]:
     return item
 
 
-def _iso(moment: datetime) -> str:
+def iso(moment: datetime) -> str:
+    """A time as the documents write it (RFC 3339, `Z`)."""
     return moment.isoformat().replace("+00:00", "Z")
 
 
 def _before(earlier: str, later: str) -> bool:
-    """Whether time `earlier` is before time `later` (both as `_iso` writes them).
+    """Whether time `earlier` is before time `later` (both as `iso` writes them).
 
     Two UTC times of the same length (both with fractions of a second, or both without)
     order as their strings do, which is the common case and several times cheaper;
@@ -129,7 +130,7 @@ def apply(
         return state
     kind = event.event_type
     state["counts"][kind] += 1
-    at = _iso(event.timestamp)
+    at = iso(event.timestamp)
     first, last = state["first_event_at"], state["last_event_at"]
     if first is None or _before(at, first):
         state["first_event_at"] = at
@@ -180,8 +181,9 @@ def top_genres(weights: Mapping[str, float], limit: int = TOP_GENRES) -> list[di
     return [{"genre": g, "weight": round(w / total, 4)} for g, w in ranked]
 
 
-def document(state: State, updated_at: datetime) -> dict[str, Any]:
-    """The feature document clients read (and that goes to processed_features)."""
+def document(state: State, updated_at: str) -> dict[str, Any]:
+    """The feature document clients read (and that goes to processed_features);
+    `updated_at` as `iso` writes it (encoded once for a whole batch)."""
     counts = state["counts"]
     watches, ratings = counts["watch"], counts["rating"]
     return {
@@ -205,5 +207,5 @@ def document(state: State, updated_at: datetime) -> dict[str, Any]:
         "recent_searches": list(state["recent_searches"]),
         "first_event_at": state["first_event_at"],
         "last_event_at": state["last_event_at"],
-        "updated_at": _iso(updated_at),
+        "updated_at": updated_at,
     }

@@ -53,7 +53,7 @@ STREAM = [
 
 
 def test_document_has_the_spec_shape_and_values() -> None:
-    doc = user_features_fold.document(fold_all(STREAM), T0)
+    doc = user_features_fold.document(fold_all(STREAM), user_features_fold.iso(T0))
     assert doc["stream_version"] == 10 and doc["position"] == 109
     assert doc["event_counts"] == {
         "watch": 2,
@@ -93,7 +93,7 @@ def test_recent_lists_are_bounded_and_newest_first() -> None:
         ev(events.Searched, 60 + v, 60 + v, query=f"q{v}", results=[], clicked_movie_id=None)
         for v in range(1, 13)
     ]
-    doc = user_features_fold.document(fold_all(stream), T0)
+    doc = user_features_fold.document(fold_all(stream), user_features_fold.iso(T0))
     assert doc["recent_movies"][:2] == ["m60", "m59"] and len(doc["recent_movies"]) == 50
     assert doc["recent_searches"][:2] == ["q12", "q11"] and len(doc["recent_searches"]) == 10
 
@@ -175,6 +175,6 @@ MOMENTS = st.builds(
 @given(MOMENTS, MOMENTS)
 def test_times_in_states_compare_as_the_times_they_write(a: datetime, b: datetime) -> None:
     """The string shortcut for UTC times of one length orders as the times do."""
-    iso = user_features_fold._iso
+    iso = user_features_fold.iso
     assert user_features_fold._before(iso(a), iso(b)) == (a < b)
     assert user_features_fold._before(iso(b), iso(a)) == (b < a)
