@@ -77,9 +77,12 @@ _DECODED_LIMIT = 5_000
 _decoded: dict[UUID, events.InteractionEvent] = {}
 
 
+# The columns in StoredRecord's field order, the payload as the bytes it is decoded from:
+# each row becomes a record by position (a replay reads every row of the store).
 READ_SQL = """
 SELECT position, tx_id::text::bigint AS tx, event_id, originator_id, originator_version,
-       event_type, topic, schema_version, payload::text AS state, occurred_at, recorded_at
+       event_type, topic, schema_version, convert_to(payload::text, 'UTF8') AS state,
+       occurred_at, recorded_at
 FROM interaction_events
 WHERE (tx_id, position) > ($1::text::xid8, $2)
   AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
@@ -91,22 +94,7 @@ LIMIT $3
 async def read_after(conn: asyncpg.Connection, after: Checkpoint, limit: int) -> list[StoredRecord]:
     """The next committed events after `after`, never skipping one that commits later."""
     rows = await conn.fetch(READ_SQL, str(after.tx_id), after.position, limit)
-    return [
-        StoredRecord(
-            position=row["position"],
-            tx_id=row["tx"],
-            event_id=row["event_id"],
-            user_id=row["originator_id"],
-            stream_version=row["originator_version"],
-            event_type=row["event_type"],
-            topic=row["topic"],
-            schema_version=row["schema_version"],
-            state=row["state"].encode(),
-            occurred_at=row["occurred_at"],
-            recorded_at=row["recorded_at"],
-        )
-        for row in rows
-    ]
+    return [StoredRecord(*row) for row in rows]
 
 
 IN_STORE_SQL = """

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
+from eventsourcing.utils import get_topic
 
 from event_store.feed import StoredRecord
 from schema import events, topics
@@ -143,10 +144,84 @@ def to_message(record: StoredRecord) -> tuple[bytes, list[tuple[str, bytes]]]:
     return value, headers
 
 
+# Per event type the payload fields a current message carries, with what its stored row
+# has (the class, its schema version, the topic): the messages read directly.
+_CURRENT = {
+    kind: (cls, events.schema_version_of(cls), get_topic(cls), events.payload_fields(kind))
+    for kind, cls in events.EVENT_CLASSES.items()
+}
+_TRANSCODED = b'"_type_"'
+
+
 def from_message(value: bytes | None, headers: Headers) -> StoredRecord:
-    """The stored record a message carries; PoisonMessage if it carries none."""
+    """The stored record a message carries; PoisonMessage if it carries none.
+
+    A message of the current schema version carrying exactly its type's fields, with
+    nothing that looks transcoded (what the relay writes), is read here directly: its
+    stored row written as the transcoder writes it, and its event built as the store's
+    direct decoding builds it (`events.decode`), without encoding the row only to
+    decode it again. Any other message goes the reference way (`read_message`); a
+    test holds the two identical, record and event."""
     if value is None:
         raise PoisonMessage("no value")
+    if _TRANSCODED in value:
+        return read_message(value, headers)
+    try:
+        envelope: dict[str, Any] = orjson.loads(value)
+        kind, version, payload = envelope["type"], envelope["schema_version"], envelope["payload"]
+        user_id, stream_version = envelope["user_id"], envelope["stream_version"]
+        position = envelope["position"]
+        found = _CURRENT.get(kind)
+        if (
+            found is None
+            or type(version) is not int
+            or version != found[1]
+            or type(payload) is not dict
+            or payload.keys() != found[3]
+            or type(user_id) is not str
+            or type(stream_version) is not int
+            or type(position) is not int
+        ):
+            return read_message(value, headers)
+        cls, _, topic, _ = found
+        occurred_at = datetime.fromisoformat(envelope["occurred_at"])
+        # As events.encode writes a row: the timestamp as eventsourcing transcodes it.
+        # (orjson writes a UTC time as isoformat does, in a fifth of its time.)
+        iso = (
+            orjson.dumps(occurred_at)[1:-1].decode()
+            if occurred_at.tzinfo is UTC
+            else occurred_at.isoformat()
+        )
+        stamp = {"_type_": "datetime_iso", "_data_": iso}
+        state = {**payload, "timestamp": stamp}
+        if version > 1:
+            state["class_version"] = version
+        fields_ = {**payload, "timestamp": occurred_at}
+        fields_["originator_id"] = user_id
+        fields_["originator_version"] = stream_version
+        event = object.__new__(cls)
+        object.__setattr__(event, "__dict__", fields_)
+        return StoredRecord(
+            position,
+            int(dict(headers)["tx_id"]),
+            UUID(envelope["event_id"]),
+            user_id,
+            stream_version,
+            kind,
+            topic,
+            version,
+            orjson.dumps(state),
+            occurred_at,
+            datetime.fromisoformat(envelope["recorded_at"]),
+            event,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return read_message(value, headers)  # says what is wrong with it
+
+
+def read_message(value: bytes, headers: Headers) -> StoredRecord:
+    """`from_message` the reference way: the row encoded by eventsourcing's transcoder
+    from the payload (older schema versions upcast on the way), then decoded."""
     try:
         envelope: dict[str, Any] = orjson.loads(value)
         tx_id = int(dict(headers)["tx_id"])

@@ -20,8 +20,10 @@ genre (kept up to date by adding each event's change to its movie's weight), plu
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from model import signals
 from schema import events
@@ -92,12 +94,9 @@ def movie_of(event: events.InteractionEvent) -> str | None:
 
 
 def _movie_weight(item: dict[str, Any]) -> float:
-    return signals.movie_weight(
-        rating=item.get("rating"),
-        progress=item.get("progress"),
-        favorite=item.get("favorite"),
-        feedback=item.get("feedback"),
-    )
+    # Positional: twice per movie event, and keywords cost a replay measurably.
+    get = item.get
+    return signals.movie_weight(get("rating"), get("progress"), get("favorite"), get("feedback"))
 
 
 def _item(state: State, movie_id: str) -> dict[str, Any]:
@@ -106,7 +105,11 @@ def _item(state: State, movie_id: str) -> dict[str, Any]:
 
 
 def iso(moment: datetime) -> str:
-    """A time as the documents write it (RFC 3339, `Z`)."""
+    """The time as the documents write it: ISO 8601, UTC as `Z`. A UTC time (every
+    event's timestamp read from the store) is written by orjson, a quarter of the cost
+    of isoformat on each event of a replay; a test holds the two identical."""
+    if moment.tzinfo is UTC:
+        return orjson.dumps(moment, option=orjson.OPT_UTC_Z)[1:-1].decode()
     return moment.isoformat().replace("+00:00", "Z")
 
 

@@ -122,7 +122,17 @@ MAPPER = new_mapper()
 
 
 def schema_version(event: InteractionEvent) -> int:
-    return int(getattr(type(event), "class_version", 1))
+    return schema_version_of(type(event))
+
+
+def schema_version_of(cls: type[InteractionEvent]) -> int:
+    return int(getattr(cls, "class_version", 1))
+
+
+def payload_fields(event_type: str) -> frozenset[str]:
+    """The fields of an event of this type that its payload carries (all but the
+    stream envelope's)."""
+    return _FIELDS[event_type] - _ENVELOPE_FIELDS
 
 
 def encode(event: InteractionEvent) -> StoredEvent:

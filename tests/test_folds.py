@@ -178,3 +178,14 @@ def test_times_in_states_compare_as_the_times_they_write(a: datetime, b: datetim
     iso = user_features_fold.iso
     assert user_features_fold._before(iso(a), iso(b)) == (a < b)
     assert user_features_fold._before(iso(b), iso(a)) == (b < a)
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(
+    st.datetimes(
+        timezones=st.sampled_from([UTC, timezone(timedelta(0)), timezone(timedelta(hours=5))])
+    )
+)
+def test_times_are_written_as_isoformat_writes_them(moment: datetime) -> None:
+    """The fast path for UTC times (orjson) writes what isoformat writes, `Z` for UTC."""
+    assert user_features_fold.iso(moment) == moment.isoformat().replace("+00:00", "Z")

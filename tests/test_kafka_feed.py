@@ -5,14 +5,21 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from command_side.new_events import new_event
 from event_store.feed import StoredRecord
+from projections import kafka_feed
 from projections.applier import not_applied
-from projections.kafka_feed import PoisonMessage, from_message, to_message
+from projections.kafka_feed import PoisonMessage, from_message, read_message, to_message
 from schema import events
+from tests.test_event_decoding import same_event
+from tests.test_new_events import WHEN, bodies, command_of
 
 AT = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
@@ -122,3 +129,64 @@ def test_marks_let_through_each_stream_event_once() -> None:
         ("b", 6),
         ("a", 3),
     ]
+
+
+# How a message may differ from what the relay writes: each is read the reference way
+# (or refused) exactly as the direct reading does.
+CHANGES: list[Any] = [
+    lambda e: None,
+    lambda e: e.update(schema_version=1),
+    lambda e: e.update(schema_version="2"),
+    lambda e: e.update(position="42"),
+    lambda e: e.update(stream_version=True),
+    lambda e: e.update(user_id=7),
+    lambda e: e["payload"].update(extra=1),
+    lambda e: e["payload"].update(timestamp="2026-01-01T00:00:00Z"),
+    lambda e: e["payload"].update(context={"at": {"_type_": "datetime_iso", "_data_": "x"}}),
+    lambda e: e.update(occurred_at="2026-01-02T03:04:05.123456+02:00"),
+    lambda e: e.update(occurred_at="2026-01-02T03:04:05"),
+    lambda e: e.update(occurred_at=5),
+    lambda e: e.update(event_id="nope"),
+    lambda e: e.pop("recorded_at"),
+]
+
+
+def read_both(value: bytes, headers: Any) -> tuple[Any, Any]:
+    def read(how: Any) -> Any:
+        try:
+            return how(value, headers)
+        except PoisonMessage:
+            return PoisonMessage
+
+    return read(from_message), read(read_message)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(bodies(), WHEN, st.sampled_from(range(len(CHANGES))))
+def test_direct_reading_equals_the_reference(
+    kind_body: tuple[str, dict[str, Any]], when: Any, change: int
+) -> None:
+    new = new_event(command_of(kind_body, when), datetime.now(UTC))
+    event = events.decode(new.user_id, 7, new.topic, new.state.encode())
+    value, headers = to_message(stored(event, version=7))
+    envelope = orjson.loads(value)
+    CHANGES[change](envelope)
+    direct, reference = read_both(orjson.dumps(envelope), headers)
+    if reference is PoisonMessage:
+        assert direct is PoisonMessage
+        return
+    assert direct == reference  # every field of the record, its stored row's bytes too
+    assert direct.decoded is not None and reference.decoded is not None
+    same_event(direct.decoded, reference.decoded)
+
+
+def test_what_the_relay_writes_is_read_directly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The direct path is the one taken (else the equality above would prove nothing)."""
+    value, headers = to_message(stored(watched()))
+    reference = read_message(value, headers)
+
+    def refuse(*_: object) -> None:
+        raise AssertionError("the reference path was taken")
+
+    monkeypatch.setattr(kafka_feed, "read_message", refuse)
+    assert from_message(value, headers) == reference
