@@ -129,9 +129,11 @@ async def run(total: int) -> None:
     kafka_rate = (total - first_batch) / kafka_seconds
     relay_name = f"relay: store -> {topics.INTERACTIONS}"
     print(f"{relay_name:<40} {total / publish_seconds:>10,.0f} events/s")
-    print(f"{'baseline: store follower, 4 projections':<40} {store_rate:>10,.0f} events/s")
+    follower_name = f"baseline: store follower, {len(names)} projections"
+    print(f"{follower_name:<40} {store_rate:>10,.0f} events/s")
+    consumer_name = f"kafka consumer (group of 1), {len(names)} proj."
     print(
-        f"{'kafka consumer (group of 1), 4 proj.':<40} {kafka_rate:>10,.0f} events/s  "
+        f"{consumer_name:<40} {kafka_rate:>10,.0f} events/s  "
         f"{kafka_rate / store_rate:.2f} x baseline  (after {join_seconds:.1f} s joining "
         "the group and fetching its first batch)"
     )
