@@ -65,16 +65,11 @@ def encoded_by_mapper(command: Command, now: datetime) -> NewEvent:
     return encode(event, command.event_id or new_event_id(), command.fingerprint())
 
 
-def _stamp(at: datetime) -> dict[str, str]:
-    """The event's time as eventsourcing's DatetimeAsISO transcoding writes it."""
-    return {"_type_": "datetime_iso", "_data_": at.isoformat()}
-
-
 def new_events(commands: Sequence[Command], now: datetime | None = None) -> list[NewEvent]:
     """One request's events. Those the client gave no time happened when the request
     arrived (`now`): one time, encoded once, for the whole batch."""
     now = now or datetime.now(UTC)
-    received = _stamp(now)
+    received = events.timestamp_state(now)
     return [_new_event(command, now, received) for command in commands]
 
 
@@ -90,7 +85,7 @@ def _new_event(command: Command, now: datetime, received: dict[str, str]) -> New
     state: dict[str, Any] = {}
     for name in _STATE_FIELDS[kind]:
         if name == "timestamp":
-            state[name] = received if command.occurred_at is None else _stamp(at)
+            state[name] = received if command.occurred_at is None else events.timestamp_state(at)
         elif name == "context":
             state[name] = command.context
         else:

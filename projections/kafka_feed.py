@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -185,22 +185,10 @@ def from_message(value: bytes | None, headers: Headers) -> StoredRecord:
             return read_message(value, headers)
         cls, _, topic, _ = found
         occurred_at = datetime.fromisoformat(envelope["occurred_at"])
-        # As events.encode writes a row: the timestamp as eventsourcing transcodes it.
-        # (orjson writes a UTC time as isoformat does, in a fifth of its time.)
-        iso = (
-            orjson.dumps(occurred_at)[1:-1].decode()
-            if occurred_at.tzinfo is UTC
-            else occurred_at.isoformat()
-        )
-        stamp = {"_type_": "datetime_iso", "_data_": iso}
-        state = {**payload, "timestamp": stamp}
+        state = {**payload, "timestamp": events.timestamp_state(occurred_at)}
         if version > 1:
             state["class_version"] = version
-        fields_ = {**payload, "timestamp": occurred_at}
-        fields_["originator_id"] = user_id
-        fields_["originator_version"] = stream_version
-        event = object.__new__(cls)
-        object.__setattr__(event, "__dict__", fields_)
+        event = events.revived(cls, {**payload, "timestamp": occurred_at}, user_id, stream_version)
         return StoredRecord(
             position,
             int(dict(headers)["tx_id"]),

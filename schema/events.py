@@ -9,7 +9,7 @@ version at commit, so events are built with version 0 and get theirs back when r
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import orjson
@@ -135,6 +135,28 @@ def payload_fields(event_type: str) -> frozenset[str]:
     return _FIELDS[event_type] - _ENVELOPE_FIELDS
 
 
+def timestamp_state(at: datetime) -> dict[str, str]:
+    """An event's time as eventsourcing's DatetimeAsISO transcoding writes it in a stored
+    row. orjson writes a UTC time as isoformat does, in a fifth of its time (the ingest
+    and the Kafka consumer write one per event; tests hold their rows identical to the
+    mapper's)."""
+    data = orjson.dumps(at)[1:-1].decode() if at.tzinfo is UTC else at.isoformat()
+    return {"_type_": "datetime_iso", "_data_": data}
+
+
+def revived(
+    cls: type[InteractionEvent], fields_: dict[str, Any], user_id: str, version: int
+) -> InteractionEvent:
+    """An event of `cls` with these fields (its payload's and its timestamp) as the
+    `version`-th of `user_id`'s stream, built as the mapper builds one: `fields_` becomes
+    its `__dict__`, no `__init__` runs."""
+    fields_["originator_id"] = user_id
+    fields_["originator_version"] = version
+    event = object.__new__(cls)
+    object.__setattr__(event, "__dict__", fields_)
+    return event
+
+
 def encode(event: InteractionEvent) -> StoredEvent:
     return MAPPER.to_stored_event(event)
 
@@ -185,12 +207,8 @@ def decode(user_id: str, version: int, topic: str, state: bytes) -> InteractionE
         fields_["timestamp"] = datetime.fromisoformat(stamp["_data_"])
     except (ValueError, TypeError, KeyError):  # unreadable: the mapper says why
         return decode_by_mapper(user_id, version, topic, state)
-    fields_["originator_id"] = user_id
-    fields_["originator_version"] = version
     fields_.pop("class_version", None)
-    event = object.__new__(cls)
-    object.__setattr__(event, "__dict__", fields_)
-    return event
+    return revived(cls, fields_, user_id, version)
 
 
 def payload_of(event: InteractionEvent) -> dict[str, Any]:
