@@ -353,6 +353,7 @@ def main() -> None:
         cost = per_event(before, meter.read(), single["rps"] * args.seconds)
         half = fixed_rate(service_port, single["rps"] / 2, args.seconds, args.connections)
         recommend.caught_up(service_port)
+        batch_before = meter.read()
         batch = run_loadgen(
             service_port,
             "--path",
@@ -366,14 +367,19 @@ def main() -> None:
         )
         # Acknowledged is durable, but the read models fold each event later: how long
         # they took to catch up tells what rate the whole stack sustains.
+        batch_answered = meter.read()
         ended = time.monotonic()
         recommend.caught_up(service_port, poll=0.05)
         batch_behind = time.monotonic() - ended
+        batch_caught_up = meter.read()
     finally:
         stop(service)
         stop(echo)
 
     batch_events = batch["rps"] * 1000
+    batch_total = batch_events * args.seconds
+    batch_cost = per_event(batch_before, batch_answered, batch_total)
+    batch_cost_all = per_event(batch_before, batch_caught_up, batch_total)
     rows = [
         (
             "echo baseline (no database)",
@@ -427,6 +433,9 @@ def main() -> None:
         f"  {'all':<16} {total:>6.0f} us -> at most {cores / total * 1e6:,.0f} events/s "
         f"on {cores} cores"
     )
+    print("\nCPU per batch event, microseconds: while answering / until caught up")
+    for part in batch_cost:
+        print(f"  {part:<16} {batch_cost[part]:>6.1f} / {batch_cost_all[part]:>6.1f} us")
     echo_total = sum(echo_cost.values())
     print(
         f"  echo baseline: {echo_cost['echo']:.0f} us in its process + "
