@@ -63,10 +63,13 @@ async def raise_marks(conn: asyncpg.Connection, records: Sequence[StoredRecord])
         await conn.execute(RAISE_SQL, users, [top[u] for u in users])
 
 
-AUDIT_BATCH_SQL = """
+AUDIT_BATCHES_SQL = """
 INSERT INTO audit_batches
     (stage, actor, first_tx_id, first_position, last_tx_id, last_position, events)
-VALUES ('projected', $1, $2::text::xid8, $3, $4::text::xid8, $5, $6)
+SELECT 'projected', a.actor, a.first_tx::xid8, a.first_position, a.last_tx::xid8,
+       a.last_position, a.events
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::integer[])
+     AS a(actor, first_tx, first_position, last_tx, last_position, events)
 """
 
 
@@ -106,9 +109,16 @@ class Applied:
 
 class Applier:
     def __init__(
-        self, projections: Sequence[Projection], targets: Sequence[Target] | None = None
+        self,
+        projections: Sequence[Projection],
+        targets: Sequence[Target] | None = None,
+        *,
+        durable: bool = False,
     ) -> None:
+        """`durable`: each batch's commit waits for the WAL flush (see
+        locks.lock_projections), for callers that report the commit outside PostgreSQL."""
         self.projections = list(projections)
+        self.durable = durable
         self.targets = (
             list(targets) if targets is not None else [Target.live_of(p) for p in projections]
         )
@@ -118,9 +128,9 @@ class Applier:
     async def begin(self, conn: asyncpg.Connection) -> list[Checkpoint]:
         """Inside the caller's transaction: take the projections' turn (live tables; a
         rebuild's shadows have one writer, and its swap takes the live lock); their
-        checkpoints. Either way the commit need not wait for the WAL flush (see locks)."""
+        checkpoints. Unless `durable`, the commit need not wait for the WAL flush."""
         if self.live:
-            await locks.lock_projections(conn, self.names)
+            await locks.lock_projections(conn, self.names, durable=self.durable)
         else:
             await conn.execute("SELECT set_config('synchronous_commit', 'off', true)")
         return await checkpoints.load(conn, [t.checkpoint for t in self.targets])
@@ -162,24 +172,30 @@ class Applier:
         marks_from: Sequence[Checkpoint],
     ) -> None:
         """Move each checkpoint over the records (a stretch of the store, in its order)
-        and note the stretch in the audit trail of each live projection."""
+        and note the stretch in the audit trail of each live projection: two statements
+        for all of them."""
         places = [r.checkpoint for r in records]
+        moved: dict[str, Checkpoint] = {}
+        stretches: list[tuple[str, Checkpoint, Checkpoint, int]] = []
         for target, mark in zip(self.targets, marks_from, strict=True):
             mine = [place for place in places if place > mark]
             if not mine:
                 continue
-            first, last = mine[0], mine[-1]
+            moved[target.checkpoint] = mine[-1]
             if target.live:
-                await conn.execute(
-                    AUDIT_BATCH_SQL,
-                    target.checkpoint,
-                    str(first.tx_id),
-                    first.position,
-                    str(last.tx_id),
-                    last.position,
-                    len(mine),
-                )
-            await checkpoints.save(conn, target.checkpoint, last)
+                stretches.append((target.checkpoint, mine[0], mine[-1], len(mine)))
+        if stretches:
+            actors, firsts, lasts, counts = zip(*stretches, strict=True)
+            await conn.execute(
+                AUDIT_BATCHES_SQL,
+                list(actors),
+                [str(c.tx_id) for c in firsts],
+                [c.position for c in firsts],
+                [str(c.tx_id) for c in lasts],
+                [c.position for c in lasts],
+                list(counts),
+            )
+        await checkpoints.save_all(conn, moved)
 
     async def mark(self, conn: asyncpg.Connection, applied: Applied) -> None:
         """Raise the applied-stream marks over what the batch put in (Kafka consumers:

@@ -4,7 +4,7 @@ transaction as the effects it covers."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 
@@ -19,9 +19,10 @@ INSERT INTO projection_checkpoints (name, state) SELECT unnest($1::text[]), $2
 ON CONFLICT (name) DO NOTHING
 """
 SAVE_SQL = """
-UPDATE projection_checkpoints
-SET tx_id = $2::text::xid8, position = $3, updated_at = now(), heartbeat_at = now()
-WHERE name = $1
+UPDATE projection_checkpoints AS c
+SET tx_id = m.tx_id::xid8, position = m.position, updated_at = now(), heartbeat_at = now()
+FROM unnest($1::text[], $2::text[], $3::bigint[]) AS m(name, tx_id, position)
+WHERE c.name = m.name
 """
 HEARTBEAT_SQL = "UPDATE projection_checkpoints SET heartbeat_at = now() WHERE name = ANY($1)"
 STATE_SQL = "UPDATE projection_checkpoints SET state = $2, heartbeat_at = now() WHERE name = $1"
@@ -40,7 +41,19 @@ async def load_one(conn: asyncpg.Connection, name: str) -> Checkpoint:
 
 
 async def save(conn: asyncpg.Connection, name: str, checkpoint: Checkpoint) -> None:
-    await conn.execute(SAVE_SQL, name, str(checkpoint.tx_id), checkpoint.position)
+    await save_all(conn, {name: checkpoint})
+
+
+async def save_all(conn: asyncpg.Connection, moved: Mapping[str, Checkpoint]) -> None:
+    """Every checkpoint a batch moved, in one statement (a follower moves one per
+    projection after each batch)."""
+    if moved:
+        await conn.execute(
+            SAVE_SQL,
+            list(moved),
+            [str(c.tx_id) for c in moved.values()],
+            [c.position for c in moved.values()],
+        )
 
 
 async def ensure(conn: asyncpg.Connection, names: Sequence[str], state: str = "running") -> None:

@@ -2,8 +2,9 @@
 
 Several processes in group cinemate-projections share the topic's partitions; each user
 is one key, so each stream arrives in order on one partition. A batch is applied in one
-PostgreSQL transaction under the projections' lock, and its offsets are committed to
-Kafka only after that transaction. What a crash or a rebalance redelivers, and what the
+PostgreSQL transaction under the projections' lock, durably (its commit waits for the WAL
+flush, unlike a store follower's), and its offsets are committed to Kafka only after that
+transaction. What a crash or a rebalance redelivers, and what the
 relay republished, is skipped by the applied-stream marks (see projections.applier), so it
 changes nothing. A message is applied only if the store holds that very event: the
 store is the truth, and a forgotten user's events, still in the topic, stay forgotten.
@@ -94,7 +95,8 @@ class ProjectionConsumer:
     ) -> None:
         self.pool = pool
         self.bootstrap = bootstrap
-        self.applier = Applier(projections)
+        # Offsets go to the broker once a batch commits: it must survive a crash.
+        self.applier = Applier(projections, durable=True)
         self.group = group
         self.batch_size = batch_size
         self.attempts = attempts
@@ -243,7 +245,7 @@ class ProjectionConsumer:
         async def audit() -> None:
             async with self.pool.acquire() as conn, conn.transaction():
                 # Under the audit projection's lock, so a rebuild's swap carries it over.
-                await locks.lock_projections(conn, ["audit"])
+                await locks.lock_projections(conn, ["audit"], durable=True)
                 await dead_letters.record(
                     conn,
                     event_id,

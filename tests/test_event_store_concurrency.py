@@ -9,7 +9,8 @@ from collections import defaultdict
 import asyncpg
 
 from command_side.new_events import new_event
-from event_store.append import GroupCommitter
+from event_store import locks
+from event_store.append import GroupCommitter, NewEvent
 from event_store.feed import Checkpoint, StoreListener, read_after
 from schema.commands import RatingCommand, WatchCommand
 
@@ -45,7 +46,9 @@ async def test_follower_misses_nothing_under_concurrent_writers(database_url: st
     pools = [
         await asyncpg.create_pool(database_url, min_size=1, max_size=2) for _ in range(WRITERS)
     ]
-    committers = [GroupCommitter(pool, concurrency=2) for pool in pools]
+    # Both writers of each committer take every group (no backlog needed): more
+    # transactions side by side.
+    committers = [GroupCommitter(pool, concurrency=2, helper_min_events=1) for pool in pools]
     for committer in committers:
         committer.start()
     follower = await asyncpg.connect(database_url)
@@ -131,4 +134,40 @@ async def test_a_commit_wakes_listeners_after_it_and_appends_commit_side_by_side
         await committer.stop()
         listening.cancel()
         await asyncio.gather(listening, return_exceptions=True)
+        await pool.close()
+
+
+def _watch(user: str) -> NewEvent:
+    return new_event(WatchCommand(user_id=user, movie_id="m1", progress=0.5))
+
+
+async def test_a_second_writer_takes_only_a_backlog(database_url: str) -> None:
+    """The first writer commits small requests; the second joins only while a backlog of
+    helper_min_events waits (batch ingest). Seen with the first writer held up: its group
+    waits for a stream lock that another transaction holds."""
+    pool = await asyncpg.create_pool(database_url, min_size=2, max_size=4)
+    committer = GroupCommitter(pool, concurrency=2, helper_min_events=100)
+    committer.start()
+    holder = await asyncpg.connect(database_url)
+    try:
+        async with holder.transaction():
+            await locks.take(holder, locks.LockClass.USER_STREAM, ["held-user"])
+            held = asyncio.create_task(committer.append([_watch("held-user")]))
+            await asyncio.sleep(0.2)
+            small = asyncio.create_task(committer.append([_watch("small-user")]))
+            await asyncio.sleep(0.5)
+            assert not held.done() and not small.done()
+            backlog = await asyncio.wait_for(
+                committer.append([_watch(f"bulk-{i}") for i in range(150)]), 30
+            )
+            assert {r.outcome for r in backlog} == {"accepted"}
+            # The helper took what waited with the backlog; the held group still waits.
+            [answer] = await asyncio.wait_for(small, 30)
+            assert answer.outcome == "accepted"
+            assert not held.done()
+        [answer] = await asyncio.wait_for(held, 30)
+        assert answer.outcome == "accepted"
+    finally:
+        await holder.close()
+        await committer.stop()
         await pool.close()
