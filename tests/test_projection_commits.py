@@ -4,8 +4,8 @@ A store follower's commit need not wait for the WAL flush: a batch lost in a cra
 lost with its checkpoint, and the store gives it again. A Kafka consumer's must: its
 offsets go to the broker once the commit returns, and the broker would not give a lost
 batch again. Both plan their statements generically (their arrays change length with
-every batch). The settings end with the transaction; the connection goes back to the pool
-as it came.
+every batch) when the batch is small. The settings end with the transaction; the
+connection goes back to the pool as it came.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ SETTINGS_SQL = "SELECT current_setting('synchronous_commit'), current_setting('p
 
 async def settings_in_a_batch(conn: asyncpg.Connection, applier: Applier) -> tuple[str, str]:
     async with conn.transaction():
-        await applier.begin(conn)
+        marks = await applier.begin(conn)
+        await applier.apply(conn, [], marks)
         inside = await conn.fetchrow(SETTINGS_SQL)
     assert inside is not None
     after = await conn.fetchrow(SETTINGS_SQL)
