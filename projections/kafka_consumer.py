@@ -4,10 +4,10 @@ Several processes in group cinemate-projections share the topic's partitions; ea
 is one key, so each stream arrives in order on one partition. A batch is applied in one
 PostgreSQL transaction under the projections' lock, durably (its commit waits for the WAL
 flush, unlike a store follower's), and its offsets are committed to Kafka only after that
-transaction. What a crash or a rebalance redelivers, and what the
-relay republished, is skipped by the applied-stream marks (see projections.applier), so it
-changes nothing. A message is applied only if the store holds that very event: the
-store is the truth, and a forgotten user's events, still in the topic, stay forgotten.
+transaction. What a crash or a rebalance redelivers, and what the relay republished, is
+skipped by the applied-stream marks (see projections.applier), so it changes nothing.
+A message is applied only if the store holds that very event: the store is the truth,
+and a forgotten user's events, still in the topic, stay forgotten.
 
 A message no projection can read, or one that keeps failing, goes to
 the dead-letter topic with the error in its headers and a "dead_lettered" audit row,
