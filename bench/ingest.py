@@ -1,9 +1,13 @@
 """bench/ingest: durable single-event POSTs and batch ingest, against an echo baseline.
 
-Starts `cinemate serve` on a fresh data dir (embedded PostgreSQL, fsync on) and the same
-HTTP stack answering a validated echo without a database, then loads each from a
-separate process: wrk when it is installed (C, cheap on CPU), else bench/loadgen.py.
-Prints the spec's figures and their ratio to the echo measured in this same run.
+Starts `cinemate serve` on a fresh data dir (embedded PostgreSQL, fsync on), the same
+HTTP stack answering a validated echo without a database, and that echo committing its
+row to the same PostgreSQL before answering (bench/durable_echo.py: a commit per
+request, then one writer grouping them), then loads each from a separate process: wrk
+when it is installed (C, cheap on CPU), else bench/loadgen.py. Prints the spec's
+figures and their ratios to those baselines, measured in this same run: the echo is
+what the HTTP stack answers, the durable echoes what it acknowledges durably with
+nothing of the service's work.
 
     python -m bench.ingest [--seconds 10] [--connections 64] [--warm 2] [--history N]
 """
@@ -58,10 +62,12 @@ def wait_ready(url: str, timeout: float = 60) -> None:
     raise SystemExit(f"server at {url} did not come up")
 
 
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start(
+    args: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT
+) -> subprocess.Popen[bytes]:
     handle = open(log, "wb")
     return subprocess.Popen(
-        args, env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        args, env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True
     )
 
 
@@ -262,6 +268,34 @@ def max_rate(port: int, connections: int, seconds: float, use_wrk: bool) -> dict
     return run_loadgen(port, "--connections", str(connections), "--seconds", str(seconds))
 
 
+DURABLE_KINDS = {
+    "per request": "one INSERT committed per request",
+    "grouped": "one writer commits all waiting rows at once",
+}
+
+
+def durable_baseline(
+    kind: str, env: dict[str, str], work: Path, connections: int, seconds: float, use_wrk: bool
+) -> tuple[dict[str, float], dict[str, float]]:
+    """bench/durable_echo on the data dir's PostgreSQL: its run and its CPU per request."""
+    port = free_port()
+    flags = ["--grouped"] if kind == "grouped" else []
+    process = start(
+        [sys.executable, "-m", "bench.durable_echo", "--port", str(port), *flags],
+        env,
+        work / f"durable_echo_{port}.log",
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/")
+        max_rate(port, connections, 2, use_wrk)
+        meter = CpuMeter(process.pid, work / "data")
+        before = meter.read()
+        run = max_rate(port, connections, seconds, use_wrk)
+        return run, per_event(before, meter.read(), run["rps"] * seconds)
+    finally:
+        stop(process)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -340,6 +374,11 @@ def main() -> None:
             * 1e6,
         }
         meter = CpuMeter(service.pid, work / "data")
+        # Once the service is up, so they join the PostgreSQL server it started.
+        durables = {
+            kind: durable_baseline(kind, env, work, args.connections, args.seconds, use_wrk)
+            for kind in DURABLE_KINDS
+        }
         before = meter.read()
         stalls = IoStall()
         single = max_rate(service_port, args.connections, args.seconds, use_wrk)
@@ -387,11 +426,24 @@ def main() -> None:
             f"p50 {echo_run['p50_ms']:.1f} ms, p99 {echo_run['p99_ms']:.1f} ms",
             "",
         ),
+        *(
+            (
+                f"durable echo baseline ({DURABLE_KINDS[kind]})",
+                f"{run['rps']:,.0f} req/s",
+                f"p50 {run['p50_ms']:.1f} ms, p99 {run['p99_ms']:.1f} ms",
+                f"{run['rps'] / echo_run['rps']:.2f} x echo",
+            )
+            for kind, (run, _) in durables.items()
+        ),
         (
             "durable single-event POSTs",
             f"{single['rps']:,.0f} events/s",
             f"p50 {single['p50_ms']:.1f} ms, p99 {single['p99_ms']:.1f} ms",
-            f"{single['rps'] / echo_run['rps']:.2f} x echo (target >= 0.6; >= 10,000/s)",
+            f"{single['rps'] / echo_run['rps']:.2f} x echo (target >= 0.6; >= 10,000/s); "
+            + ", ".join(
+                f"{single['rps'] / run['rps']:.2f} x durable echo {kind}"
+                for kind, (run, _) in durables.items()
+            ),
         ),
         (
             f"  the same, until the projections caught up ({behind:.1f} s after)",
@@ -421,8 +473,15 @@ def main() -> None:
     width = max(len(r[0]) for r in rows)
     for name, rate, latency, ratio in rows:
         print(f"{name:<{width}}  {rate:>18}  {latency:<28}  {ratio}")
-    errors = echo_run["errors"] + single["errors"] + half["errors"] + batch["errors"]
-    print(f"non-2xx answers or socket errors: {errors:.0f}")
+    runs = {
+        "echo": echo_run,
+        **{f"durable echo {kind}": run for kind, (run, _) in durables.items()},
+        "single": single,
+        "half rate": half,
+        "batch": batch,
+    }
+    errors = ", ".join(f"{name} {run['errors']:.0f}" for name, run in runs.items())
+    print(f"non-2xx answers or socket errors: {errors}")
     print(f"during the single-event run: {stalled}")
     cores = os.cpu_count() or 1
     print(f"\nCPU per single-event POST, microseconds (this machine: {cores} cores)")
@@ -436,6 +495,15 @@ def main() -> None:
     print("\nCPU per batch event, microseconds: while answering / until caught up")
     for part in batch_cost:
         print(f"  {part:<16} {batch_cost[part]:>6.1f} / {batch_cost_all[part]:>6.1f} us")
+    for kind, (_, durable_cost) in durables.items():
+        parts = {f"echo {kind}": durable_cost["api"], **durable_cost}
+        del parts["api"], parts["worker"]
+        durable_total = sum(parts.values())
+        print(
+            f"  durable echo baseline, {kind}: "
+            + " + ".join(f"{us:.0f} us {part}" for part, us in parts.items())
+            + f" = {durable_total:.0f} us -> {cores / durable_total * 1e6:,.0f} requests/s at most"
+        )
     echo_total = sum(echo_cost.values())
     print(
         f"  echo baseline: {echo_cost['echo']:.0f} us in its process + "
