@@ -35,6 +35,7 @@ import psutil
 from tqdm import tqdm
 
 from bench.machine import IoStall
+from cinemate.settings import Settings
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -329,6 +330,13 @@ def main() -> None:
         if k not in ("DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS")
     }
     env.update(CINEMATE_DATA_DIR=str(work / "data"), LOG_LEVEL="WARNING")
+    # With ENABLE_CONSUMERS=false nothing projects: nothing to wait for.
+    projecting = Settings.from_env(env).enable_consumers
+
+    def settle(port: int) -> None:
+        if projecting:
+            recommend.caught_up(port, poll=0.05)
+
     service_port, echo_port = free_port(), free_port()
     service = start(
         [sys.executable, "-m", "cinemate.cli", "serve", "--port", str(service_port)],
@@ -351,12 +359,12 @@ def main() -> None:
         )
         if args.history:
             give_history(service_port, args.history)
-            recommend.caught_up(service_port)
+            settle(service_port)
             print(f"each of wrk's {WRK_USERS:,} users has rated {args.history} movies", flush=True)
         # Warm both (connections, prepared statements), then measure.
         max_rate(echo_port, args.connections, 2, use_wrk)
         max_rate(service_port, args.connections, args.warm, use_wrk)
-        recommend.caught_up(service_port, poll=0.05)
+        settle(service_port)
         echo_process = psutil.Process(echo.pid)
         load_before, echo_before = resource.getrusage(resource.RUSAGE_CHILDREN), _cpu(echo_process)
         echo_run = max_rate(echo_port, args.connections, args.seconds, use_wrk)
@@ -387,11 +395,11 @@ def main() -> None:
         # half-rate run must not share the machine with that backlog. A rate that the
         # projections only caught up with later is not one the stack sustains.
         ended = time.monotonic()
-        recommend.caught_up(service_port, poll=0.05)
+        settle(service_port)
         behind = time.monotonic() - ended
         cost = per_event(before, meter.read(), single["rps"] * args.seconds)
         half = fixed_rate(service_port, single["rps"] / 2, args.seconds, args.connections)
-        recommend.caught_up(service_port)
+        settle(service_port)
         batch_before = meter.read()
         batch = run_loadgen(
             service_port,
@@ -408,7 +416,7 @@ def main() -> None:
         # they took to catch up tells what rate the whole stack sustains.
         batch_answered = meter.read()
         ended = time.monotonic()
-        recommend.caught_up(service_port, poll=0.05)
+        settle(service_port)
         batch_behind = time.monotonic() - ended
         batch_caught_up = meter.read()
     finally:
@@ -470,6 +478,8 @@ def main() -> None:
             "sustained: events / (run + catch-up)",
         ),
     ]
+    if not projecting:  # nothing caught up: no sustained rate to tell
+        rows = [row for row in rows if "caught up" not in row[0]]
     width = max(len(r[0]) for r in rows)
     for name, rate, latency, ratio in rows:
         print(f"{name:<{width}}  {rate:>18}  {latency:<28}  {ratio}")
