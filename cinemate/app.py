@@ -21,6 +21,7 @@ from cinemate.dashboard import dashboard_route
 from cinemate.docs import docs_routes
 from cinemate.metrics import MODEL_METRICS_TTL, Metrics, metrics_route, set_lags
 from cinemate.middleware import ServiceApp
+from cinemate.read_models import open_read_models
 from cinemate.settings import Settings
 from command_side.catalog import catalog_routes
 from command_side.http import (
@@ -37,17 +38,11 @@ from projections.catalog import GenreLookup
 from projections.forget import forget_user
 from projections.kafka_consumer import ProjectionConsumer
 from projections.outbox_relay import OutboxRelay
-from projections.outcomes import OutcomesProjection
 from projections.projection import Projection
 from projections.rebuild import RebuildInProgress, begin_rebuild, rebuild
-from projections.simple_projections import (
-    AuditProjection,
-    ItemStatsProjection,
-    ModelFeedbackProjection,
-)
 from projections.status import dead_letter_count, live_consumers, projection_status
 from projections.store_follower import StoreFollower
-from projections.user_features import UserFeaturesProjection, refresh_user
+from projections.user_features import refresh_user
 from query_side.experiments import ExperimentHolder
 from query_side.health import Probe
 from query_side.http import QueryServices, query_routes
@@ -91,28 +86,6 @@ class Services:
 
 def models_dir(settings: Settings) -> Path:
     return settings.data_dir / "models"
-
-
-def make_projections(
-    cache: FeatureCache, genres: GenreLookup, *, publish_features: bool = False
-) -> dict[str, Projection]:
-    projections: list[Projection] = [
-        UserFeaturesProjection(cache, genres, publish=publish_features),
-        ItemStatsProjection(),
-        AuditProjection(),
-        ModelFeedbackProjection(),
-        OutcomesProjection(),
-    ]
-    return {p.name: p for p in projections}
-
-
-async def _close_pool(pool: asyncpg.Pool, grace_seconds: float = 10.0) -> None:
-    """Close gracefully, but never wait forever on a connection stuck in a query."""
-    try:
-        await asyncio.wait_for(pool.close(), grace_seconds)
-    except TimeoutError:
-        log.warning("database pool did not close in time; terminating its connections")
-        pool.terminate()
 
 
 async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
@@ -180,42 +153,33 @@ async def open_services(
 ) -> Services:
     """Open everything; `run_projections` / `run_relay` default to what the settings say
     (ENABLE_CONSUMERS; ENABLE_KAFKA with brokers configured)."""
-    pool = await database.create_pool(database_url, max_size=16)
-    stack.push_async_callback(_close_pool, pool)
-    async with pool.acquire() as conn:
-        await database.migrate(conn)
-    redis = aioredis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
-    stack.push_async_callback(redis.aclose)
-    # A new cache epoch for this process before it caches or reads anything.
-    features_cache = FeatureCache(redis)
-    await features_cache.start()
-    stack.push_async_callback(features_cache.close)
+    read_models = await open_read_models(settings, database_url, redis_url, stack)
     metrics = Metrics()
     committer = GroupCommitter(
-        pool,
+        read_models.pool,
         concurrency=settings.group_commit_concurrency,
         max_pending_events=settings.max_pending_events,
         on_committed=metrics.count_outcomes,
     )
     committer.start()
     stack.push_async_callback(committer.stop)
-    genres = GenreLookup()
     services = Services(
         settings,
         database_url,
-        pool,
-        redis,
-        features_cache,
+        read_models.pool,
+        read_models.redis,
+        read_models.features_cache,
         committer,
-        genres,
-        make_projections(features_cache, genres, publish_features=settings.kafka_on),
+        read_models.genres,
+        read_models.projections,
         metrics=metrics,
     )
+    pool = services.pool
     stack.push_async_callback(lambda: _cancel([*services.tasks, *services.rebuilds.values()]))
     services.read_pool = await database.create_pool(
         database_url, min_size=1, max_size=8, reads_only=True
     )
-    stack.push_async_callback(_close_pool, services.read_pool)
+    stack.push_async_callback(database.close_pool, services.read_pool)
     services.recommendation_log = RecommendationLog(pool)
     services.recommendation_log.start()
     stack.push_async_callback(services.recommendation_log.stop)

@@ -57,18 +57,24 @@ async def _running(
     """The servers (embedded or configured) and the open services, closed on the way out."""
     from cinemate.app import open_services
 
+    async with _servers(settings) as infra, AsyncExitStack() as stack:
+        yield await open_services(
+            settings,
+            infra.database_url,
+            infra.redis_url,
+            stack,
+            run_projections=run_projections,
+            run_relay=run_relay,
+            load_model=serving,
+        )
+
+
+@asynccontextmanager
+async def _servers(settings: Settings) -> AsyncIterator[Infrastructure]:
+    """PostgreSQL and Redis: embedded ones started (or joined) and left on the way out."""
     infra = await asyncio.to_thread(Infrastructure.start, settings)
     try:
-        async with AsyncExitStack() as stack:
-            yield await open_services(
-                settings,
-                infra.database_url,
-                infra.redis_url,
-                stack,
-                run_projections=run_projections,
-                run_relay=run_relay,
-                load_model=serving,
-            )
+        yield infra
     finally:
         await asyncio.to_thread(infra.stop)
 
@@ -150,16 +156,19 @@ async def _relay(settings: Settings) -> None:
 async def _replay(settings: Settings, names: list[str]) -> None:
     from tqdm import tqdm
 
+    from cinemate.read_models import open_read_models
     from projections.rebuild import rebuild_all
 
-    async with _running(settings, run_projections=False) as services:
-        unknown = sorted(set(names) - set(services.projections))
+    # The read models alone: a replay imports nothing of the web app or the model.
+    async with _servers(settings) as infra, AsyncExitStack() as stack:
+        read_models = await open_read_models(settings, infra.database_url, infra.redis_url, stack)
+        unknown = sorted(set(names) - set(read_models.projections))
         if unknown:
             raise SystemExit(
                 f"cinemate: unknown projection(s) {', '.join(unknown)}; "
-                f"known: {', '.join(services.projections)}"
+                f"known: {', '.join(read_models.projections)}"
             )
-        chosen = names or list(services.projections)
+        chosen = names or list(read_models.projections)
         # One pass over the store feeds every chosen projection.
         with tqdm(desc=f"replay {', '.join(chosen)}", unit="ev", unit_scale=True) as bar:
 
@@ -175,7 +184,7 @@ async def _replay(settings: Settings, names: list[str]) -> None:
             gc.disable()
             try:
                 applied = await rebuild_all(
-                    services.pool, [services.projections[n] for n in chosen], progress=show
+                    read_models.pool, [read_models.projections[n] for n in chosen], progress=show
                 )
             finally:
                 gc.enable()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from importlib import resources
@@ -45,6 +46,15 @@ async def create_pool(
     )
     assert pool is not None
     return pool
+
+
+async def close_pool(pool: asyncpg.Pool, grace_seconds: float = 10.0) -> None:
+    """Close gracefully, but never wait forever on a connection stuck in a query."""
+    try:
+        await asyncio.wait_for(pool.close(), grace_seconds)
+    except TimeoutError:
+        log.warning("database pool did not close in time; terminating its connections")
+        pool.terminate()
 
 
 def migration_files() -> list[tuple[str, str]]:
