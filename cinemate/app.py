@@ -21,7 +21,7 @@ from cinemate.dashboard import dashboard_route
 from cinemate.docs import docs_routes
 from cinemate.metrics import MODEL_METRICS_TTL, Metrics, metrics_route, set_lags
 from cinemate.middleware import ServiceApp
-from cinemate.read_models import open_read_models
+from cinemate.read_models import cancel, open_read_models, start_projectors, start_relay
 from cinemate.settings import Settings
 from command_side.catalog import catalog_routes
 from command_side.http import (
@@ -33,15 +33,11 @@ from command_side.http import (
     forget_routes,
 )
 from event_store.append import GroupCommitter
-from event_store.feed import StoreListener
 from projections.catalog import GenreLookup
 from projections.forget import forget_user
-from projections.kafka_consumer import ProjectionConsumer
-from projections.outbox_relay import OutboxRelay
 from projections.projection import Projection
 from projections.rebuild import RebuildInProgress, begin_rebuild, rebuild
 from projections.status import dead_letter_count, live_consumers, projection_status
-from projections.store_follower import StoreFollower
 from projections.user_features import refresh_user
 from query_side.experiments import ExperimentHolder
 from query_side.health import Probe
@@ -74,7 +70,6 @@ class Services:
     projections: dict[str, Projection]
     models: ModelHolder = field(default_factory=ModelHolder)
     metrics: Metrics = field(default_factory=Metrics)
-    listener: StoreListener | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     rebuilds: dict[str, asyncio.Task[int]] = field(default_factory=dict)
     recommendation_log: RecommendationLog | None = None
@@ -86,59 +81,6 @@ class Services:
 
 def models_dir(settings: Settings) -> Path:
     return settings.data_dir / "models"
-
-
-async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
-    """Cancel and wait. A library that swallows one CancelledError (it happens inside
-    third-party await chains) would leave a task running forever, so cancel again until
-    every task has ended."""
-    pending = {task for task in tasks if not task.done()}
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=1.0)
-    await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def store_listener(services: Services) -> StoreListener:
-    """One LISTEN connection per process, shared by everything that follows the store."""
-    if services.listener is None:
-        services.listener = StoreListener(database.asyncpg_dsn(services.database_url))
-        services.tasks.append(asyncio.create_task(services.listener.run(), name="store-listener"))
-    return services.listener
-
-
-def start_relay(services: Services) -> None:
-    """Publish the store to Kafka from this process."""
-    assert services.settings.kafka_bootstrap_servers is not None
-    relay = OutboxRelay(services.pool, services.settings.kafka_bootstrap_servers)
-    wake = store_listener(services).subscribe()
-    services.tasks.append(asyncio.create_task(relay.run(wake), name="kafka-relay"))
-
-
-def start_projectors(services: Services) -> None:
-    """Run the projections in this process, from the store or from Kafka."""
-    if services.settings.projection_source == "kafka":
-        start_consumer(services)
-        return
-    listener = store_listener(services)
-    follower = StoreFollower(
-        services.pool,
-        list(services.projections.values()),
-        batch_size=services.settings.projection_batch_size,
-    )
-    services.tasks.append(asyncio.create_task(follower.run(listener.subscribe()), name="project"))
-
-
-def start_consumer(services: Services) -> None:
-    """Join the projections' consumer group on the interactions topic."""
-    assert services.settings.kafka_bootstrap_servers is not None
-    consumer = ProjectionConsumer(
-        services.pool,
-        services.settings.kafka_bootstrap_servers,
-        list(services.projections.values()),
-    )
-    services.tasks.append(asyncio.create_task(consumer.run(), name="kafka-consumer"))
 
 
 async def open_services(
@@ -175,7 +117,7 @@ async def open_services(
         metrics=metrics,
     )
     pool = services.pool
-    stack.push_async_callback(lambda: _cancel([*services.tasks, *services.rebuilds.values()]))
+    stack.push_async_callback(lambda: cancel([*services.tasks, *services.rebuilds.values()]))
     services.read_pool = await database.create_pool(
         database_url, min_size=1, max_size=8, reads_only=True
     )
@@ -194,9 +136,9 @@ async def open_services(
         await experiments.refresh(pool)
         services.tasks.append(asyncio.create_task(experiments.watch(pool), name="experiment"))
     if settings.enable_consumers if run_projections is None else run_projections:
-        start_projectors(services)
+        start_projectors(read_models)
     if settings.kafka_on if run_relay is None else run_relay:
-        start_relay(services)
+        start_relay(read_models)
     return services
 
 

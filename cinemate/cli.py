@@ -25,6 +25,7 @@ from schema import topics
 
 if TYPE_CHECKING:
     from cinemate.app import Services
+    from cinemate.read_models import ReadModels
 
 log = logging.getLogger("cinemate.cli")
 
@@ -67,6 +68,16 @@ async def _running(
             run_relay=run_relay,
             load_model=serving,
         )
+
+
+@asynccontextmanager
+async def _read_models(settings: Settings) -> AsyncIterator[ReadModels]:
+    """The servers and the read models alone, for the commands that only project or
+    relay: they import nothing of the web app or the model."""
+    from cinemate.read_models import open_read_models
+
+    async with _servers(settings) as infra, AsyncExitStack() as stack:
+        yield await open_read_models(settings, infra.database_url, infra.redis_url, stack)
 
 
 @asynccontextmanager
@@ -131,11 +142,19 @@ async def _worker(settings: Settings, source: str | None, relay: bool = False) -
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with _running(settings, run_projections=True, run_relay=relay) as services:
+    from cinemate.read_models import start_projectors, start_relay
+
+    async with _read_models(settings) as read_models:
+        start_projectors(read_models)
+        if relay:
+            start_relay(read_models)
         freeze_startup_heap()
         log.info(
             "projecting",
-            extra={"projections": list(services.projections), "source": settings.projection_source},
+            extra={
+                "projections": list(read_models.projections),
+                "source": settings.projection_source,
+            },
         )
         await stop.wait()
 
@@ -148,7 +167,10 @@ async def _relay(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with _running(settings, run_projections=False, run_relay=True):
+    from cinemate.read_models import start_relay
+
+    async with _read_models(settings) as read_models:
+        start_relay(read_models)
         log.info("relaying", extra={"brokers": settings.kafka_bootstrap_servers})
         await stop.wait()
 
@@ -156,12 +178,9 @@ async def _relay(settings: Settings) -> None:
 async def _replay(settings: Settings, names: list[str]) -> None:
     from tqdm import tqdm
 
-    from cinemate.read_models import open_read_models
     from projections.rebuild import rebuild_all
 
-    # The read models alone: a replay imports nothing of the web app or the model.
-    async with _servers(settings) as infra, AsyncExitStack() as stack:
-        read_models = await open_read_models(settings, infra.database_url, infra.redis_url, stack)
+    async with _read_models(settings) as read_models:
         unknown = sorted(set(names) - set(read_models.projections))
         if unknown:
             raise SystemExit(

@@ -1,22 +1,28 @@
-"""The read models and what they write with: the part of the composition root that a
-process only projecting needs.
+"""The read models, what they write with and what runs them: the part of the
+composition root that a process only projecting needs.
 
-`cinemate.app` builds the service on it; `cinemate replay` uses it alone, so a replay
-starts without importing the web app, the query side or the model (numpy, scipy,
-scikit-learn): about three quarters of the service's import time.
+`cinemate.app` builds the service on it; `cinemate worker` (the child `serve`
+supervises) and `cinemate replay` use it alone, so they start without importing the web
+app, the query side or the model (numpy, scipy, scikit-learn): about three quarters of
+the service's import time, and of a worker's memory that nothing there used.
 """
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
 
 from cinemate import database
 from cinemate.settings import Settings
+from event_store.feed import StoreListener
 from projections.catalog import GenreLookup
+from projections.kafka_consumer import ProjectionConsumer
+from projections.outbox_relay import OutboxRelay
 from projections.outcomes import OutcomesProjection
 from projections.projection import Projection
 from projections.simple_projections import (
@@ -24,6 +30,7 @@ from projections.simple_projections import (
     ItemStatsProjection,
     ModelFeedbackProjection,
 )
+from projections.store_follower import StoreFollower
 from projections.user_features import UserFeaturesProjection
 from schema.cache import FeatureCache
 
@@ -43,13 +50,18 @@ def make_projections(
 
 @dataclass
 class ReadModels:
-    """A migrated database's pool, the Redis copy, and the projections writing both."""
+    """A migrated database's pool, the Redis copy, the projections writing both, and the
+    tasks that run them in this process (cancelled when the stack that opened it closes)."""
 
+    settings: Settings
+    database_url: str
     pool: asyncpg.Pool
     redis: aioredis.Redis
     features_cache: FeatureCache
     genres: GenreLookup
     projections: dict[str, Projection]
+    listener: StoreListener | None = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
 async def open_read_models(
@@ -68,4 +80,59 @@ async def open_read_models(
     stack.push_async_callback(features_cache.close)
     genres = GenreLookup()
     projections = make_projections(features_cache, genres, publish_features=settings.kafka_on)
-    return ReadModels(pool, redis, features_cache, genres, projections)
+    models = ReadModels(settings, database_url, pool, redis, features_cache, genres, projections)
+    stack.push_async_callback(lambda: cancel(models.tasks))
+    return models
+
+
+async def cancel(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel and wait. A library that swallows one CancelledError (it happens inside
+    third-party await chains) would leave a task running forever, so cancel again until
+    every task has ended."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def store_listener(models: ReadModels) -> StoreListener:
+    """One LISTEN connection per process, shared by everything that follows the store."""
+    if models.listener is None:
+        models.listener = StoreListener(database.asyncpg_dsn(models.database_url))
+        models.tasks.append(asyncio.create_task(models.listener.run(), name="store-listener"))
+    return models.listener
+
+
+def start_relay(models: ReadModels) -> None:
+    """Publish the store to Kafka from this process."""
+    assert models.settings.kafka_bootstrap_servers is not None
+    relay = OutboxRelay(models.pool, models.settings.kafka_bootstrap_servers)
+    wake = store_listener(models).subscribe()
+    models.tasks.append(asyncio.create_task(relay.run(wake), name="kafka-relay"))
+
+
+def start_projectors(models: ReadModels) -> None:
+    """Run the projections in this process, from the store or from Kafka."""
+    if models.settings.projection_source == "kafka":
+        start_consumer(models)
+        return
+    listener = store_listener(models)
+    follower = StoreFollower(
+        models.pool,
+        list(models.projections.values()),
+        batch_size=models.settings.projection_batch_size,
+    )
+    models.tasks.append(asyncio.create_task(follower.run(listener.subscribe()), name="project"))
+
+
+def start_consumer(models: ReadModels) -> None:
+    """Join the projections' consumer group on the interactions topic."""
+    assert models.settings.kafka_bootstrap_servers is not None
+    consumer = ProjectionConsumer(
+        models.pool,
+        models.settings.kafka_bootstrap_servers,
+        list(models.projections.values()),
+    )
+    models.tasks.append(asyncio.create_task(consumer.run(), name="kafka-consumer"))
