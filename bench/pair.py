@@ -191,7 +191,10 @@ def main() -> None:
                 wait_ready(f"http://127.0.0.1:{side.port}/api/v1/health/ready")
             at_once(sides, single_load(args.connections, 2))  # warm both
             for round_ in range(1, args.rounds + 1):
-                for side, row in zip(sides, at_once(sides, load), strict=True):
+                # Each round starts the other side's load first: what comes of being
+                # first (or second) falls on both alike.
+                order = sides if round_ % 2 else sides[::-1]
+                for side, row in zip(order, at_once(order, load), strict=True):
                     side.rows.append(row)
                     print(
                         f"round {round_} {side.label:<24} {row['rate']:>9,.0f} events/s  "
