@@ -105,7 +105,6 @@ def at_once(sides: list[Side], load: Callable[[int], dict[str, float]]) -> list[
     before = [meter.read() for meter in meters]
     with ThreadPoolExecutor(len(sides)) as pool:
         answers = list(pool.map(load, [side.port for side in sides]))
-        answered = [meter.read() for meter in meters]
         started = time.monotonic()
 
         def catch_up(port: int) -> float:
@@ -114,9 +113,7 @@ def at_once(sides: list[Side], load: Callable[[int], dict[str, float]]) -> list[
 
         behind = list(pool.map(catch_up, [side.port for side in sides]))
     rows = []
-    for answer, first, then, late, meter in zip(
-        answers, before, answered, behind, meters, strict=True
-    ):
+    for answer, first, late, meter in zip(answers, before, behind, meters, strict=True):
         events = answer["events"]
         cost = per_event(first, meter.read(), events)
         rows.append(
@@ -125,7 +122,6 @@ def at_once(sides: list[Side], load: Callable[[int], dict[str, float]]) -> list[
                 "behind_s": late,
                 **{f"{part}_us": cost[part] for part in PARTS},
                 "stack_us": sum(cost[part] for part in PARTS),
-                "answering_api_us": per_event(first, then, events)["api"],
             }
         )
     return rows

@@ -2,9 +2,10 @@
 composition root that a process only projecting needs.
 
 `cinemate.app` builds the service on it; `cinemate worker` (the child `serve`
-supervises) and `cinemate replay` use it alone, so they start without importing the web
-app, the query side or the model (numpy, scipy, scikit-learn): about three quarters of
-the service's import time, and of a worker's memory that nothing there used.
+supervises), `cinemate relay` and `cinemate replay` use it alone, so they start without
+importing the web app, the query side or the model (numpy, scipy, scikit-learn): 0.8-0.9
+s of imports instead of 2.8-3.4 s on the 2-core machine, and a worker of 59 MB instead of
+99 MB.
 """
 
 from __future__ import annotations
