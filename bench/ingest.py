@@ -7,7 +7,8 @@ request, then one writer grouping them), then loads each from a separate process
 when it is installed (C, cheap on CPU), else bench/loadgen.py. Prints the spec's
 figures and their ratios to those baselines, measured in this same run: the echo is
 what the HTTP stack answers, the durable echoes what it acknowledges durably with
-nothing of the service's work.
+nothing of the service's work. The half-rate latency is measured for the durable echoes
+too, at the service's half rate: the p99 this disk and stack give without the service.
 
     python -m bench.ingest [--seconds 10] [--connections 64] [--warm 2] [--history N]
 """
@@ -28,6 +29,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -275,10 +278,10 @@ DURABLE_KINDS = {
 }
 
 
-def durable_baseline(
-    kind: str, env: dict[str, str], work: Path, connections: int, seconds: float, use_wrk: bool
-) -> tuple[dict[str, float], dict[str, float]]:
-    """bench/durable_echo on the data dir's PostgreSQL: its run and its CPU per request."""
+@contextmanager
+def durable_echo(kind: str, env: dict[str, str], work: Path) -> Iterator[tuple[int, int]]:
+    """bench/durable_echo of this kind on the data dir's PostgreSQL, running: its port
+    and pid."""
     port = free_port()
     flags = ["--grouped"] if kind == "grouped" else []
     process = start(
@@ -288,13 +291,30 @@ def durable_baseline(
     )
     try:
         wait_ready(f"http://127.0.0.1:{port}/")
+        yield port, process.pid
+    finally:
+        stop(process)
+
+
+def durable_baseline(
+    kind: str, env: dict[str, str], work: Path, connections: int, seconds: float, use_wrk: bool
+) -> tuple[dict[str, float], dict[str, float]]:
+    """A durable echo's run at its highest rate, and its CPU per request."""
+    with durable_echo(kind, env, work) as (port, pid):
         max_rate(port, connections, 2, use_wrk)
-        meter = CpuMeter(process.pid, work / "data")
+        meter = CpuMeter(pid, work / "data")
         before = meter.read()
         run = max_rate(port, connections, seconds, use_wrk)
         return run, per_event(before, meter.read(), run["rps"] * seconds)
-    finally:
-        stop(process)
+
+
+def durable_at_rate(
+    kind: str, env: dict[str, str], work: Path, rate: float, seconds: float, connections: int
+) -> dict[str, float]:
+    """A durable echo's latency at a fixed rate: what this disk and stack allow there."""
+    with durable_echo(kind, env, work) as (port, _):
+        fixed_rate(port, rate, 2, connections)
+        return fixed_rate(port, rate, seconds, connections)
 
 
 def main() -> None:
@@ -400,6 +420,14 @@ def main() -> None:
         cost = per_event(before, meter.read(), single["rps"] * args.seconds)
         half = fixed_rate(service_port, single["rps"] / 2, args.seconds, args.connections)
         settle(service_port)
+        # The same rate answered by the durable echoes: the latency this disk and HTTP
+        # stack give when nothing of the service runs.
+        halves = {
+            kind: durable_at_rate(
+                kind, env, work, single["rps"] / 2, args.seconds, args.connections
+            )
+            for kind in DURABLE_KINDS
+        }
         batch_before = meter.read()
         batch = run_loadgen(
             service_port,
@@ -465,6 +493,15 @@ def main() -> None:
             f"p50 {half['p50_ms']:.1f} ms, p99 {half['p99_ms']:.1f} ms",
             "target p99 <= 20 ms",
         ),
+        *(
+            (
+                f"    durable echo at that rate ({kind})",
+                f"{run['rps']:,.0f} req/s",
+                f"p50 {run['p50_ms']:.1f} ms, p99 {run['p99_ms']:.1f} ms",
+                f"service's p99 {half['p99_ms'] / run['p99_ms']:.2f} x this",
+            )
+            for kind, run in halves.items()
+        ),
         (
             "batch ingest (1,000 per request)",
             f"{batch_events:,.0f} events/s",
@@ -488,6 +525,7 @@ def main() -> None:
         **{f"durable echo {kind}": run for kind, (run, _) in durables.items()},
         "single": single,
         "half rate": half,
+        **{f"durable echo {kind} at half rate": run for kind, run in halves.items()},
         "batch": batch,
     }
     errors = ", ".join(f"{name} {run['errors']:.0f}" for name, run in runs.items())
