@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 from uuid import UUID
 
 import asyncpg
@@ -66,17 +67,23 @@ async def stream_exists(conn: asyncpg.Connection, user_id: str) -> bool:
     return bool(await conn.fetchval(EXISTS_SQL, user_id))
 
 
-async def erase_stream(conn: asyncpg.Connection, user_id: str) -> list[int]:
+class ErasedEvent(NamedTuple):
+    position: int
+    event_id: UUID
+
+
+async def erase_stream(conn: asyncpg.Connection, user_id: str) -> list[ErasedEvent]:
     """Inside the caller's transaction: delete the user's events (the one delete the
     table's trigger lets through, for the user named in a transaction-local setting)
     while holding the stream's lock, so no append to it is in flight. Returns the erased
-    events' positions; the user's next event starts a new stream at version 1."""
+    events; the user's next event starts a new stream at version 1."""
     await locks.take(conn, locks.LockClass.USER_STREAM, [user_id])
     await conn.execute("SELECT set_config('cinemate.forget_user', $1, true)", user_id)
     erased = await conn.fetch(
-        "DELETE FROM interaction_events WHERE originator_id = $1 RETURNING position", user_id
+        "DELETE FROM interaction_events WHERE originator_id = $1 RETURNING position, event_id",
+        user_id,
     )
-    return [row["position"] for row in erased]
+    return [ErasedEvent(row["position"], row["event_id"]) for row in erased]
 
 
 async def every_event(

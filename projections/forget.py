@@ -22,7 +22,9 @@ TOMBSTONE_TOPICS = (topics.INTERACTIONS, topics.FEATURES)
 READ_MODEL_DELETES = (
     "DELETE FROM user_features WHERE user_id = $1",
     "DELETE FROM user_items WHERE user_id = $1",
-    "DELETE FROM audit_events WHERE user_id = $1",
+    # The rows of the erased events go by their ids (above); these are
+    # the user's dead letters of messages that named no stored event.
+    "DELETE FROM audit_events WHERE user_id = $1 AND stage = 'dead_lettered'",
     "DELETE FROM model_feedback WHERE user_id = $1",
     "DELETE FROM recommendation_outcomes WHERE user_id = $1",
     "DELETE FROM recommendations WHERE user_id = $1",
@@ -51,8 +53,13 @@ async def forget_user(
                 raise RebuildInProgress(", ".join(rebuilding))
             # Not lock_projections: an erasure is answered once durable, like an append.
             await locks.take(conn, locks.LockClass.PROJECTION, projections)
-            positions = await streams.erase_stream(conn, user_id)
-            erased = len(positions)
+            erased_events = await streams.erase_stream(conn, user_id)
+            erased = len(erased_events)
+            # By primary key: the audit trail keeps no index by user (migration 0014).
+            await conn.execute(
+                "DELETE FROM audit_events WHERE event_id = ANY($1::uuid[])",
+                [e.event_id for e in erased_events],
+            )
             for sql in READ_MODEL_DELETES:
                 await conn.execute(sql, user_id)
             # Compacted consumers drop the user's key on a null value: a tombstone per topic
@@ -73,6 +80,6 @@ async def forget_user(
     # A tombstone, not a delete: a projector's write of the old stream may still be on its
     # way. If Redis cannot take it, the cache is suspect and its next epoch drops the
     # user's document with every other.
-    if positions:
-        await cache.erase(token, user_id, max(positions))
+    if erased_events:
+        await cache.erase(token, user_id, max(e.position for e in erased_events))
     return erased

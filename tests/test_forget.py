@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+
 import asyncpg
 import httpx
 
 from cinemate.app import Services
+from projections import dead_letters
 from tests.projection_helpers import features_at, wait_caught_up
 
 ADMIN = {"Authorization": "Bearer s3cret"}
@@ -24,6 +27,16 @@ async def test_forgetting_a_user_erases_them_and_a_new_stream_can_start(
     )
     await features_at(http, "leaver", 3)
     await http.get("/api/v1/recommend/leaver")
+    # Dead letters: of a stored event, and of unreadable messages (no stored event).
+    stored_id = await db.fetchval(
+        "SELECT event_id FROM interaction_events WHERE originator_id = 'leaver' LIMIT 1"
+    )
+    for event_id, user in (
+        (stored_id, "leaver"),
+        (uuid.uuid4(), "leaver"),
+        (uuid.uuid4(), "stayer"),
+    ):
+        await dead_letters.record(db, event_id, 0, user, "unknown", {"error": "unreadable"})
     assert (await http.delete("/api/v1/users/leaver")).status_code == 401
     answer = await http.delete("/api/v1/users/leaver", headers=ADMIN)
     assert answer.status_code == 200 and answer.json()["erased_events"] == 3
@@ -41,6 +54,12 @@ async def test_forgetting_a_user_erases_them_and_a_new_stream_can_start(
         "SELECT user_id, detail::text FROM audit_events WHERE stage = 'erased'"
     )
     assert erasure["user_id"] == "" and "leaver" not in erasure["detail"]
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM audit_events WHERE user_id = 'stayer' AND stage = 'dead_lettered'"
+        )
+        == 1
+    )
     assert await db.fetchval("SELECT count(*) FROM interaction_events") == 1
 
     again = await http.post(
