@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -179,12 +180,19 @@ def test_version_1_watch_events_are_upcast() -> None:
     assert decoded.watched_seconds is None
 
 
-def test_generated_event_ids_are_distinct_version_4_uuids() -> None:
+def test_generated_event_ids_are_distinct_time_ordered_version_7_uuids() -> None:
     from event_store.append import new_event_id
 
+    before = time.time_ns() // 1_000_000
     ids = [new_event_id() for _ in range(2000)]  # across several 4 KiB refills
+    time.sleep(0.002)
+    later = new_event_id()
+    after = time.time_ns() // 1_000_000
     assert len(set(ids)) == len(ids)
-    assert all(i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+    # The first 48 bits are the time of issue in milliseconds: later ids sort after.
+    assert all(before <= i.int >> 80 <= after for i in [*ids, later])
+    assert later > max(ids)
     # Built in C by asyncpg, they are uuid.UUIDs in every way the service uses them.
     assert all(isinstance(i, uuid.UUID) and uuid.UUID(str(i)) == i for i in ids)
     assert {uuid.UUID(bytes=i.bytes) for i in ids} == set(ids)
