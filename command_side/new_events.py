@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from eventsourcing.utils import get_topic
 
-from event_store.append import NewEvent, encode, new_event_id
+from event_store.append import NewEvent, encode, time_ordered_id
 from schema import events
 from schema.commands import Command
 
@@ -62,7 +62,7 @@ def domain_event(command: Command, now: datetime) -> events.InteractionEvent:
 def encoded_by_mapper(command: Command, now: datetime) -> NewEvent:
     """The reference encoding: the domain event through eventsourcing's mapper."""
     event = domain_event(command, now)
-    return encode(event, command.event_id or new_event_id(), command.fingerprint())
+    return encode(event, command.event_id or time_ordered_id(), command.fingerprint())
 
 
 def new_events(commands: Sequence[Command], now: datetime | None = None) -> list[NewEvent]:
@@ -94,7 +94,7 @@ def _new_event(command: Command, now: datetime, received: dict[str, str]) -> New
     if version > 1:
         state["class_version"] = version
     return NewEvent(
-        event_id=command.event_id or new_event_id(),
+        event_id=command.event_id or time_ordered_id(),
         user_id=command.user_id,  # type: ignore[attr-defined]
         event_type=kind,
         topic=_TOPICS[kind],

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from event_store.append import time_ordered_id
 from query_side import recommend, user_vectors
 from query_side.experiments import ExperimentHolder
 from query_side.experiments_http import experiment_routes
@@ -289,7 +289,7 @@ def recommend_routes(services: RecommendServices) -> list[Route]:
             strategy = "cold_start"
             ranked = await cold_start(state, served, limit, allowed, exclude)
         version = str(served.model.metadata["version"]) if served else POPULARITY_VERSION
-        recommendation_id = uuid.uuid4().hex
+        recommendation_id = time_ordered_id().hex
         # Committed before the answer leaves: feedback naming this id finds it.
         await records.record(
             Record(recommendation_id, user_id, version, strategy, [m for m, _ in ranked])

@@ -181,12 +181,12 @@ def test_version_1_watch_events_are_upcast() -> None:
 
 
 def test_generated_event_ids_are_distinct_time_ordered_version_7_uuids() -> None:
-    from event_store.append import new_event_id
+    from event_store.append import time_ordered_id
 
     before = time.time_ns() // 1_000_000
-    ids = [new_event_id() for _ in range(2000)]  # across several 4 KiB refills
+    ids = [time_ordered_id() for _ in range(2000)]  # across several 4 KiB refills
     time.sleep(0.002)
-    later = new_event_id()
+    later = time_ordered_id()
     after = time.time_ns() // 1_000_000
     assert len(set(ids)) == len(ids)
     assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
