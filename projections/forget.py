@@ -22,7 +22,7 @@ TOMBSTONE_TOPICS = (topics.INTERACTIONS, topics.FEATURES)
 READ_MODEL_DELETES = (
     "DELETE FROM user_features WHERE user_id = $1",
     "DELETE FROM user_items WHERE user_id = $1",
-    # The rows of the erased events go by their ids (above); these are
+    # The audit rows of the erased events go by their ids (in forget_user); this finds
     # the user's dead letters of messages that named no stored event.
     "DELETE FROM audit_events WHERE user_id = $1 AND stage = 'dead_lettered'",
     "DELETE FROM model_feedback WHERE user_id = $1",
