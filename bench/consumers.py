@@ -8,9 +8,12 @@ one process:
     caught up;
   - the same read models emptied again, and one `ProjectionConsumer` (a consumer group
     of one, reading the interactions topic from the start) doing the same, timed from its
-    first applied batch (the time to join the group is printed apart).
+    first applied batch (the time to join the group is printed apart);
+  - `--rounds` times over (emptied again before each): one run's ratio swung from 0.71
+    to 0.98 between two runs minutes apart on this host, so the median of the rounds'
+    ratios is the figure, each round's follower and consumer run next to each other.
 
-    python -m bench.consumers [--events 50000]
+    python -m bench.consumers [--events 50000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import asyncio
 import dataclasses
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -67,11 +71,13 @@ async def timed(done: Callable[[], Awaitable[bool]], task: asyncio.Task[None]) -
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def run(total: int) -> None:
+async def run(total: int, rounds: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="cinemate-consumers-"))
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     settings = Settings.from_env({**env, "CINEMATE_DATA_DIR": str(work)})
     infra = Infrastructure.start(settings)
+    results: list[tuple[float, float, float]] = []
+    projections_count = 0
     broker = KafkaBroker(work / "kafka")
     bootstrap = broker.start()
     settings = dataclasses.replace(settings, kafka_bootstrap_servers=bootstrap, enable_kafka=True)
@@ -99,43 +105,67 @@ async def run(total: int) -> None:
                 await conn.execute("DELETE FROM kafka_outbox")
             names = list(services.projections)
             projections = list(services.projections.values())
+            projections_count = len(projections)
 
-            follower = StoreFollower(pool, projections)
-            store_seconds = await timed(
-                caught_up(pool, names), asyncio.create_task(follower.run(asyncio.Event(), 0.05))
-            )
-            async with pool.acquire() as conn:
-                await conn.execute(RESET_SQL)
-            await services.redis.flushall()
-            consumer = ProjectionConsumer(pool, bootstrap, projections, group="bench")
-            consuming = asyncio.create_task(consumer.run())
-            started = time.perf_counter()
-            while True:  # joining the group, the first fetch
-                if consumer.applied:
-                    break
-                await asyncio.sleep(0.01)
-            join_seconds = time.perf_counter() - started
-            first_batch = consumer.applied
+            async def reset() -> None:
+                async with pool.acquire() as conn:
+                    await conn.execute(RESET_SQL)
+                await services.redis.flushall()
 
-            async def all_applied() -> bool:
-                return consumer.applied >= total
+            async def follow() -> float:
+                follower = StoreFollower(pool, projections)
+                running = asyncio.create_task(follower.run(asyncio.Event(), 0.05))
+                return total / await timed(caught_up(pool, names), running)
 
-            kafka_seconds = await timed(all_applied, consuming)
+            async def consume(group: str) -> tuple[float, float]:
+                """The consumer's rate from its first applied batch, and the time that
+                batch took to come (joining the group, the first fetch)."""
+                consumer = ProjectionConsumer(pool, bootstrap, projections, group=group)
+                consuming = asyncio.create_task(consumer.run())
+                started = time.perf_counter()
+                while True:  # joining the group, the first fetch
+                    if consumer.applied:
+                        break
+                    await asyncio.sleep(0.01)
+                join_seconds = time.perf_counter() - started
+                first_batch = consumer.applied
+
+                async def all_applied() -> bool:
+                    return consumer.applied >= total
+
+                return (total - first_batch) / await timed(all_applied, consuming), join_seconds
+
+            for number in range(1, rounds + 1):
+                # Each round applies everything twice from empty read models: the
+                # follower, then a consumer group of its own reading from the start.
+                # Alternating spreads the host's swings over both.
+                if number > 1:
+                    await reset()
+                store_rate = await follow()
+                await reset()
+                kafka_rate, join_seconds = await consume(f"bench-{number}")
+                results.append((store_rate, kafka_rate, join_seconds))
     finally:
         broker.stop()
         infra.stop()
         shutil.rmtree(work, ignore_errors=True)
-    store_rate = total / store_seconds
-    kafka_rate = (total - first_batch) / kafka_seconds
     relay_name = f"relay: store -> {topics.INTERACTIONS}"
     print(f"{relay_name:<40} {total / publish_seconds:>10,.0f} events/s")
-    follower_name = f"baseline: store follower, {len(names)} projections"
-    print(f"{follower_name:<40} {store_rate:>10,.0f} events/s")
-    consumer_name = f"kafka consumer (group of 1), {len(names)} proj."
+    ratios = []
+    for number, (store_rate, kafka_rate, join_seconds) in enumerate(results, 1):
+        ratios.append(kafka_rate / store_rate)
+        print(f"round {number}")
+        follower_name = f"  baseline: store follower, {projections_count} projections"
+        print(f"{follower_name:<40} {store_rate:>10,.0f} events/s")
+        consumer_name = f"  kafka consumer (group of 1), {projections_count} proj."
+        print(
+            f"{consumer_name:<40} {kafka_rate:>10,.0f} events/s  "
+            f"{ratios[-1]:.2f} x baseline  (after {join_seconds:.1f} s joining "
+            "the group and fetching its first batch)"
+        )
     print(
-        f"{consumer_name:<40} {kafka_rate:>10,.0f} events/s  "
-        f"{kafka_rate / store_rate:.2f} x baseline  (after {join_seconds:.1f} s joining "
-        "the group and fetching its first batch)"
+        f"{'consumer / follower, median of rounds':<40} {statistics.median(ratios):>10.2f} x"
+        f"  (rounds: {', '.join(f'{r:.2f}' for r in ratios)}; target >= 0.9)"
     )
 
 
@@ -144,8 +174,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=3, help="follower then consumer, each round")
     args = parser.parse_args()
-    asyncio.run(run(args.events))
+    asyncio.run(run(args.events, args.rounds))
 
 
 if __name__ == "__main__":
