@@ -97,26 +97,32 @@ async def read_after(conn: asyncpg.Connection, after: Checkpoint, limit: int) ->
     return [StoredRecord(*row) for row in rows]
 
 
+# By position (the primary key): one array to send, not four; the match is checked on the
+# rows that come back.
 IN_STORE_SQL = """
-SELECT e.event_id
-FROM interaction_events AS e
-JOIN unnest($1::uuid[], $2::text[], $3::integer[], $4::bigint[]) AS m(id, u, v, p)
-  ON e.event_id = m.id AND e.originator_id = m.u AND e.originator_version = m.v
- AND e.position = m.p
+SELECT position, event_id, originator_id, originator_version
+FROM interaction_events WHERE position = ANY($1::bigint[])
 """
 
 
 async def held_in_store(conn: asyncpg.Connection, records: Sequence[StoredRecord]) -> set[UUID]:
     """The ids of the records the store holds as they are (same id, stream, version and
     position): a message on a topic is applied only if the store still has that event."""
-    rows = await conn.fetch(
-        IN_STORE_SQL,
-        [r.event_id for r in records],
-        [r.user_id for r in records],
-        [r.stream_version for r in records],
-        [r.position for r in records],
-    )
-    return {row["event_id"] for row in rows}
+    rows = {
+        row["position"]: row
+        for row in await conn.fetch(IN_STORE_SQL, [r.position for r in records])
+    }
+    held = set()
+    for record in records:
+        row = rows.get(record.position)
+        if (
+            row is not None
+            and row["event_id"] == record.event_id
+            and row["originator_id"] == record.user_id
+            and row["originator_version"] == record.stream_version
+        ):
+            held.add(record.event_id)
+    return held
 
 
 # The last of the next committed events (in store order) up to which every one is at or

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
@@ -9,6 +10,8 @@ import asyncpg
 
 from command_side.new_events import NewEvent
 from event_store.append import append_group
+from event_store.feed import Checkpoint, held_in_store, read_after
+from event_store.streams import erase_stream
 
 
 def event(user: str, body: bytes = b"a", event_id: UUID | None = None) -> NewEvent:
@@ -59,3 +62,26 @@ async def test_conflict_rejects_the_whole_request_but_not_others(db: asyncpg.Con
     assert [r.outcome for r in answers[0]] == ["rejected", "conflict"]
     assert (answers[1][0].outcome, answers[1][0].stream_version) == ("accepted", 2)
     assert await db.fetchval("SELECT count(*) FROM interaction_events") == 2
+
+
+async def test_only_records_the_store_holds_as_they_are_count_as_held(
+    db: asyncpg.Connection,
+) -> None:
+    """What a Kafka consumer applies: a message whose event the store no longer holds
+    (a forgotten user), or holds otherwise (another id, stream or version at that
+    position), is not the store's event."""
+    await append_group(db, [[event("a"), event("a"), event("b")]])
+    stored = await read_after(db, Checkpoint(), 10)
+    first, second, other = stored
+    candidates = [
+        first,
+        dataclasses.replace(second, event_id=uuid4()),
+        dataclasses.replace(other, user_id="a"),
+        dataclasses.replace(first, stream_version=first.stream_version + 5),
+        dataclasses.replace(other, position=other.position + 1000),
+    ]
+    assert await held_in_store(db, candidates) == {first.event_id}
+    assert await held_in_store(db, stored) == {r.event_id for r in stored}
+    async with db.transaction():
+        await erase_stream(db, "a")
+    assert await held_in_store(db, stored) == {other.event_id}
