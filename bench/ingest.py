@@ -9,6 +9,10 @@ figures and their ratios to those baselines, measured in this same run: the echo
 what the HTTP stack answers, the durable echoes what it acknowledges durably with
 nothing of the service's work. The half-rate latency is measured for the durable echoes
 too, at the service's half rate: the p99 this disk and stack give without the service.
+Beside each half-rate run it prints how busy the machine's cores were (the load
+generator's included) and, for the service, its CPU per event there against at full
+load: small groups and batches cost more per event, so half the rate can still fill a
+small machine, and then the p99 is its queue.
 
     python -m bench.ingest [--seconds 10] [--connections 64] [--warm 2] [--history N]
 """
@@ -37,7 +41,7 @@ import httpx
 import psutil
 from tqdm import tqdm
 
-from bench.machine import IoStall
+from bench.machine import HostBusy, IoStall
 from cinemate.settings import Settings
 
 HERE = Path(__file__).resolve().parent
@@ -189,6 +193,11 @@ def per_event(before: dict[str, float], after: dict[str, float], events: float) 
     return {part: (after[part] - before[part]) / events * 1e6 for part in before}
 
 
+def service_cost(cost: dict[str, float]) -> float:
+    """The service's own CPU per event: every part but the load generator."""
+    return sum(us for part, us in cost.items() if part != "load generator")
+
+
 WRK_USERS = 5000  # post_events.lua's users: u0_0 .. u0_4999 (one wrk thread)
 
 
@@ -218,7 +227,8 @@ def fixed_rate(port: int, rate: float, seconds: float, connections: int) -> dict
     try:
         vegeta = recommend.vegeta_path()
     except SystemExit:
-        return run_loadgen(
+        host = HostBusy()
+        run = run_loadgen(
             port,
             "--connections",
             str(connections),
@@ -227,6 +237,7 @@ def fixed_rate(port: int, rate: float, seconds: float, connections: int) -> dict
             "--rate",
             str(rate),
         )
+        return {**run, "host_busy": host.share()}
     count = int(rate * seconds) + 1
     users = [f"half-{n}" for n in range(5000)]
     movies = [f"m{n}" for n in range(997)]
@@ -235,6 +246,7 @@ def fixed_rate(port: int, rate: float, seconds: float, connections: int) -> dict
         targets.write_text(
             recommend.event_targets(f"http://127.0.0.1:{port}", count, users, movies, 7)
         )
+        host = HostBusy()
         attack = subprocess.run(
             [
                 vegeta,
@@ -248,6 +260,7 @@ def fixed_rate(port: int, rate: float, seconds: float, connections: int) -> dict
             capture_output=True,
             check=True,
         )
+        busy = host.share()
         report = json.loads(
             subprocess.run(
                 [vegeta, "report", "-type=json"],
@@ -262,6 +275,7 @@ def fixed_rate(port: int, rate: float, seconds: float, connections: int) -> dict
         "p50_ms": report["latencies"]["50th"] / 1e6,
         "p99_ms": report["latencies"]["99th"] / 1e6,
         "errors": float(sum(n for code, n in codes.items() if not code.startswith("2"))),
+        "host_busy": busy,
     }
 
 
@@ -418,8 +432,10 @@ def main() -> None:
         settle(service_port)
         behind = time.monotonic() - ended
         cost = per_event(before, meter.read(), single["rps"] * args.seconds)
+        half_before = meter.read()
         half = fixed_rate(service_port, single["rps"] / 2, args.seconds, args.connections)
         settle(service_port)
+        half_cost = per_event(half_before, meter.read(), half["rps"] * args.seconds)
         # The same rate answered by the durable echoes: the latency this disk and HTTP
         # stack give when nothing of the service runs.
         halves = {
@@ -491,14 +507,17 @@ def main() -> None:
             f"  at half that rate ({single['rps'] / 2:,.0f}/s, open loop)",
             f"{half['rps']:,.0f} events/s",
             f"p50 {half['p50_ms']:.1f} ms, p99 {half['p99_ms']:.1f} ms",
-            "target p99 <= 20 ms",
+            f"target p99 <= 20 ms; the cores {half['host_busy']:.0%} busy; the service "
+            f"{service_cost(half_cost):,.0f} us of CPU an event, {service_cost(cost):,.0f} "
+            f"at full load; the load generator {half_cost['load generator']:,.0f} us",
         ),
         *(
             (
                 f"    durable echo at that rate ({kind})",
                 f"{run['rps']:,.0f} req/s",
                 f"p50 {run['p50_ms']:.1f} ms, p99 {run['p99_ms']:.1f} ms",
-                f"service's p99 {half['p99_ms'] / run['p99_ms']:.2f} x this",
+                f"service's p99 {half['p99_ms'] / run['p99_ms']:.2f} x this; "
+                f"the cores {run['host_busy']:.0%} busy",
             )
             for kind, run in halves.items()
         ),
