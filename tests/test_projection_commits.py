@@ -26,7 +26,10 @@ from projections.kafka_consumer import ProjectionConsumer
 from projections.store_follower import StoreFollower, apply_next
 from schema.commands import WatchCommand
 
-SETTINGS_SQL = "SELECT current_setting('synchronous_commit'), current_setting('plan_cache_mode')"
+SETTINGS_SQL = (
+    "SELECT current_setting('synchronous_commit'), current_setting('plan_cache_mode'),"
+    " current_setting('enable_hashjoin'), current_setting('enable_mergejoin')"
+)
 
 
 async def settings_in_a_batch(conn: asyncpg.Connection, applier: Applier) -> tuple[str, str]:
@@ -35,8 +38,9 @@ async def settings_in_a_batch(conn: asyncpg.Connection, applier: Applier) -> tup
         await applier.apply(conn, [], marks)
         inside = await conn.fetchrow(SETTINGS_SQL)
     assert inside is not None
+    assert tuple(inside[2:]) == ("off", "off")  # a small batch's joins: nested loops
     after = await conn.fetchrow(SETTINGS_SQL)
-    assert after is not None and tuple(after) == ("on", "auto")
+    assert after is not None and tuple(after) == ("on", "auto", "on", "on")
     return inside[0], inside[1]
 
 
