@@ -7,8 +7,10 @@ request, then one writer grouping them), then loads each from a separate process
 when it is installed (C, cheap on CPU), else bench/loadgen.py. Prints the spec's
 figures and their ratios to those baselines, measured in this same run: the echo is
 what the HTTP stack answers, the durable echoes what it acknowledges durably with
-nothing of the service's work. The half-rate latency is measured for the durable echoes
-too, at the service's half rate: the p99 this disk and stack give without the service.
+nothing of the service's work. The half-rate latency (open loop: oha when installed, else
+vegeta, whose own CPU per request is 2-3x oha's on a machine the service shares) is
+measured for the durable echoes too, at the service's half rate: the p99 this disk and
+stack give without the service.
 Beside each half-rate run it prints how busy the machine's cores were (the load
 generator's included) and, for the service, its CPU per event there against at full
 load: small groups and batches cost more per event, so half the rate can still fill a
