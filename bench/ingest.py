@@ -25,7 +25,6 @@ import argparse
 import itertools
 import json
 import os
-import random
 import re
 import resource
 import shutil
@@ -222,6 +221,9 @@ def give_history(port: int, per_user: int) -> None:
 
 
 OHA_INSTALL = "cargo install oha --locked"
+# Who the fixed-rate runs' events are for, whichever generator sends them.
+HALF_USERS = [f"half-{n}" for n in range(5000)]
+HALF_MOVIES = [f"m{n}" for n in range(997)]
 
 
 def oha_path() -> str | None:
@@ -233,31 +235,18 @@ def oha_path() -> str | None:
     return str(home) if home.exists() else None
 
 
-def watch_bodies(count: int, seed: int) -> str:
-    """One single-watch body a line (oha sends them in turn): random users and movies,
-    as bench/recommend.event_targets makes them for vegeta."""
-    rng = random.Random(seed)
-    lines = (
-        json.dumps(
-            {
-                "user_id": f"half-{rng.randrange(5000)}",
-                "movie_id": f"m{rng.randrange(997)}",
-                "progress": 0.5,
-            }
-        )
-        for _ in range(count)
-    )
-    return "\n".join(lines) + "\n"
-
-
 def run_oha(oha: str, port: int, rate: float, seconds: float, connections: int) -> dict[str, float]:
     """Single watch POSTs at `rate` from oha: each request's latency counts from when it
     was due (`--latency-correction`), so a stalled server shows its queueing delay as an
     open-loop generator would, for about 90 us of CPU a request against vegeta's 220
     (each driving the echo at 2,000/s, this host)."""
+    from bench import recommend  # it imports this module: not at the top
+
+    count = int(rate * seconds) + 1
     with tempfile.TemporaryDirectory(prefix="cinemate-half-") as work:
         bodies = Path(work) / "watch.bodies"
-        bodies.write_text(watch_bodies(int(rate * seconds) + 1, 7))
+        # One body a line, sent in turn: the same events vegeta's targets would carry.
+        bodies.write_text("\n".join(recommend.watch_bodies(count, HALF_USERS, HALF_MOVIES, 7)))
         host = HostBusy()
         out = subprocess.run(
             [
@@ -304,17 +293,26 @@ def run_oha(oha: str, port: int, rate: float, seconds: float, connections: int) 
     }
 
 
-def fixed_rate_loader() -> str:
-    """Which generator `fixed_rate` uses, and how to get the cheaper one when missing."""
-    if oha_path() is not None:
-        return "oha"
+def fixed_rate_tool() -> tuple[str, str | None]:
+    """The generator `fixed_rate` uses (oha, else vegeta, else bench/loadgen.py) and its
+    path."""
     from bench import recommend  # it imports this module: not at the top
 
+    oha = oha_path()
+    if oha is not None:
+        return "oha", oha
     try:
-        recommend.vegeta_path()
+        return "vegeta", recommend.vegeta_path()
     except SystemExit:
-        return f"bench/loadgen.py; `{OHA_INSTALL}` for oha"
-    return f"vegeta; `{OHA_INSTALL}` for oha, under half its CPU a request"
+        return "bench/loadgen.py", None
+
+
+def fixed_rate_loader() -> str:
+    """Which generator `fixed_rate` uses, and how to get the cheaper one when missing."""
+    name, _ = fixed_rate_tool()
+    if name == "oha":
+        return name
+    return f"{name}; `{OHA_INSTALL}` for oha, under half vegeta's CPU a request"
 
 
 def fixed_rate(port: int, rate: float, seconds: float, connections: int) -> dict[str, float]:
@@ -324,12 +322,10 @@ def fixed_rate(port: int, rate: float, seconds: float, connections: int) -> dict
     scheduling adds to what it measures."""
     from bench import recommend  # it imports this module: not at the top
 
-    oha = oha_path()
-    if oha is not None:
-        return run_oha(oha, port, rate, seconds, connections)
-    try:
-        vegeta = recommend.vegeta_path()
-    except SystemExit:
+    name, tool = fixed_rate_tool()
+    if name == "oha" and tool is not None:
+        return run_oha(tool, port, rate, seconds, connections)
+    if tool is None:
         host = HostBusy()
         run = run_loadgen(
             port,
@@ -341,13 +337,12 @@ def fixed_rate(port: int, rate: float, seconds: float, connections: int) -> dict
             str(rate),
         )
         return {**run, "host_busy": host.share()}
+    vegeta = tool
     count = int(rate * seconds) + 1
-    users = [f"half-{n}" for n in range(5000)]
-    movies = [f"m{n}" for n in range(997)]
     with tempfile.TemporaryDirectory(prefix="cinemate-half-") as work:
         targets = Path(work) / "watch.targets"
         targets.write_text(
-            recommend.event_targets(f"http://127.0.0.1:{port}", count, users, movies, 7)
+            recommend.event_targets(f"http://127.0.0.1:{port}", count, HALF_USERS, HALF_MOVIES, 7)
         )
         host = HostBusy()
         attack = subprocess.run(

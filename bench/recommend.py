@@ -70,22 +70,28 @@ def vegeta_path() -> str:
     )
 
 
-def event_targets(base: str, count: int, users: list[str], movies: list[str], seed: int) -> str:
-    """JSON vegeta targets: single watch events for random known users and movies."""
+def watch_bodies(count: int, users: list[str], movies: list[str], seed: int) -> list[str]:
+    """Single watch event bodies (JSON) for random known users and movies."""
     rng = random.Random(seed)
-    lines = []
-    for _ in range(count):
-        body = {"user_id": rng.choice(users), "movie_id": rng.choice(movies), "progress": 0.5}
-        lines.append(
-            json.dumps(
-                {
-                    "method": "POST",
-                    "url": f"{base}/api/v1/events/watch",
-                    "body": base64.b64encode(json.dumps(body).encode()).decode(),
-                    "header": {"Content-Type": ["application/json"]},
-                }
-            )
+    return [
+        json.dumps({"user_id": rng.choice(users), "movie_id": rng.choice(movies), "progress": 0.5})
+        for _ in range(count)
+    ]
+
+
+def event_targets(base: str, count: int, users: list[str], movies: list[str], seed: int) -> str:
+    """JSON vegeta targets: `watch_bodies` POSTed to the watch endpoint."""
+    lines = [
+        json.dumps(
+            {
+                "method": "POST",
+                "url": f"{base}/api/v1/events/watch",
+                "body": base64.b64encode(body.encode()).decode(),
+                "header": {"Content-Type": ["application/json"]},
+            }
         )
+        for body in watch_bodies(count, users, movies, seed)
+    ]
     return "\n".join(lines) + "\n"
 
 
