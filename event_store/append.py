@@ -30,13 +30,19 @@ import asyncpg
 import numpy as np
 from asyncpg.pgproto.pgproto import UUID as FastUUID
 
+from event_store import columns
 from event_store.errors import TRANSIENT_ERRORS, UNAVAILABLE_ERRORS, StoreUnavailable
 from event_store.feed import CHANNEL
 from schema import events
 
 log = logging.getLogger("cinemate.event_store")
 
-APPEND_SQL = "SELECT * FROM append_interaction_events($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+APPEND_SQL = """
+SELECT * FROM append_interaction_events(
+    string_to_array($1, chr(31))::integer[], $2, string_to_array($3, chr(31)),
+    string_to_array($4, chr(31)), string_to_array($5, chr(31)),
+    string_to_array($6, chr(31))::integer[], string_to_array($7, chr(31))::jsonb[], $8, $9)
+"""
 # A deadlock, serialization failure or a unique violation raced by another process is
 # retried this often inside, never shown to a client.
 ATTEMPTS = 5
@@ -142,13 +148,13 @@ async def append_group(
     column = dict(zip(NewEvent._fields, zip(*rows, strict=True), strict=True))
     records = await conn.fetch(
         APPEND_SQL,
-        numbers,
+        columns.numbers(numbers),
         column["event_id"],
-        column["user_id"],
-        column["event_type"],
-        column["topic"],
-        column["schema_version"],
-        column["state"],
+        columns.texts(column["user_id"]),
+        columns.texts(column["event_type"]),
+        columns.texts(column["topic"]),
+        columns.numbers(column["schema_version"]),
+        columns.texts(column["state"]),
         column["body_hash"],
         column["occurred_at"],
     )

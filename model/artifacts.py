@@ -100,9 +100,7 @@ def save_model(model: TrainedModel, path: Path | str) -> Path:
     return target
 
 
-def load_model(
-    path: Path | str, *, trusted_pickles: Collection[str] | None = None
-) -> TrainedModel:
+def load_model(path: Path | str, *, trusted_pickles: Collection[str] | None = None) -> TrainedModel:
     """Load an artifact; raises an `ArtifactError` subclass for anything unusable. With
     `trusted_pickles`, a `.pkl` loads only if its SHA-256 is one of them."""
     source = Path(path)

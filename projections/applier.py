@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from event_store import locks
+from event_store import columns, locks
 from event_store.feed import Checkpoint, StoredRecord
 from projections import checkpoints
 from projections.projection import Batch, Changes, Projection
@@ -29,10 +29,13 @@ from projections.projection import Batch, Changes, Projection
 # followers skip them too and record their own progress as checkpoints, which consumers
 # skip as well. Each user's events reach every applier in stream order (the store by
 # version, Kafka by partition), so a mark never passes an event not yet applied.
-LOAD_SQL = "SELECT user_id, stream_version FROM applied_streams WHERE user_id = ANY($1::text[])"
+LOAD_SQL = (
+    "SELECT user_id, stream_version FROM applied_streams"
+    " WHERE user_id = ANY(string_to_array($1, chr(31)))"
+)
 RAISE_SQL = """
 INSERT INTO applied_streams AS a (user_id, stream_version)
-SELECT * FROM unnest($1::text[], $2::integer[])
+SELECT * FROM unnest(string_to_array($1, chr(31)), string_to_array($2, chr(31))::integer[])
 ON CONFLICT (user_id) DO UPDATE SET stream_version = excluded.stream_version
 WHERE a.stream_version < excluded.stream_version
 """
@@ -51,7 +54,10 @@ def not_applied(records: Sequence[StoredRecord], marks: dict[str, int]) -> list[
 
 async def load_marks(conn: asyncpg.Connection, records: Sequence[StoredRecord]) -> dict[str, int]:
     users = sorted({r.user_id for r in records})
-    return {row["user_id"]: row["stream_version"] for row in await conn.fetch(LOAD_SQL, users)}
+    return {
+        row["user_id"]: row["stream_version"]
+        for row in await conn.fetch(LOAD_SQL, columns.texts(users))
+    }
 
 
 async def raise_marks(conn: asyncpg.Connection, records: Sequence[StoredRecord]) -> None:
@@ -60,7 +66,9 @@ async def raise_marks(conn: asyncpg.Connection, records: Sequence[StoredRecord])
         top[record.user_id] = max(top.get(record.user_id, 0), record.stream_version)
     users = sorted(top)
     if users:
-        await conn.execute(RAISE_SQL, users, [top[u] for u in users])
+        await conn.execute(
+            RAISE_SQL, columns.texts(users), columns.numbers([top[u] for u in users])
+        )
 
 
 # A batch's statements take arrays whose length changes with every batch, so PostgreSQL

@@ -30,7 +30,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
 
-from event_store import feed, locks
+from event_store import columns, feed, locks
 from event_store.errors import TRANSIENT_ERRORS, UNAVAILABLE_ERRORS
 from event_store.feed import StoredRecord
 from projections import checkpoints, dead_letters, retry
@@ -50,8 +50,9 @@ log = logging.getLogger("cinemate.consumer")
 CONSUMED_SQL = """
 INSERT INTO audit_events (event_id, stage, position, user_id, event_type, detail)
 SELECT e, 'consumed', p, u, t, jsonb_build_object('group', $6::text, 'partition', k, 'offset', o)
-FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::integer[], $7::bigint[])
-     AS x(e, p, u, t, k, o)
+FROM unnest($1::uuid[], string_to_array($2, chr(31))::bigint[], string_to_array($3, chr(31)),
+            string_to_array($4, chr(31)), string_to_array($5, chr(31))::integer[],
+            string_to_array($7, chr(31))::bigint[]) AS x(e, p, u, t, k, o)
 ON CONFLICT DO NOTHING
 """
 REPORT_SQL = """
@@ -129,12 +130,12 @@ class ProjectionConsumer:
             await conn.execute(
                 CONSUMED_SQL,
                 [d.record.event_id for d in mine],
-                [d.record.position for d in mine],
-                [d.record.user_id for d in mine],
-                [d.record.event_type for d in mine],
-                [d.message.partition for d in mine],
+                columns.numbers([d.record.position for d in mine]),
+                columns.texts([d.record.user_id for d in mine]),
+                columns.texts([d.record.event_type for d in mine]),
+                columns.numbers([d.message.partition for d in mine]),
                 self.group,
-                [d.message.offset for d in mine],
+                columns.numbers([d.message.offset for d in mine]),
             )
 
     async def _until_store_answers(self, work: Any) -> Any:

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 
 import asyncpg
 
+from event_store import columns
 from projections.projection import Batch, Changes
 from projections.simple_projections import NoSideEffects
 from schema import events
@@ -55,7 +56,8 @@ INSERT INTO {{table}} AS o (recommendation_id, movie_id, outcome, model_version,
                           shown_at, first_at)
 SELECT r.recommendation_id, x.m, 'conversion', r.model_version, r.user_id, r.created_at,
        min(x.o)
-FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS x(u, m, o)
+FROM unnest(string_to_array($1, chr(31)), string_to_array($2, chr(31)), $3::timestamptz[])
+     AS x(u, m, o)
 JOIN recommendations AS r
   ON r.user_id = x.u AND r.created_at <= x.o
  AND r.created_at > x.o - interval '{CONVERSION_WINDOW}' AND x.m = ANY(r.items)
@@ -105,8 +107,8 @@ class OutcomesProjection(NoSideEffects):
         if conversions:
             await conn.execute(
                 CONVERSIONS_SQL.format(table=table),
-                [e.originator_id for e, _ in conversions],
-                [m for _, m in conversions],
+                columns.texts([e.originator_id for e, _ in conversions]),
+                columns.texts([m for _, m in conversions]),
                 [e.timestamp for e, _ in conversions],
             )
         return Changes()

@@ -6,14 +6,16 @@ from collections.abc import Mapping
 
 import asyncpg
 
-from event_store import feed
+from event_store import columns, feed
 from projections import item_stats_fold
 from projections.projection import Batch, Changes
 from schema import events
 
 ITEM_UPSERT_SQL = """
 INSERT INTO {table} AS s (movie_id, interactions, score, score_at, trend_key)
-SELECT * FROM unnest($1::text[], $2::bigint[], $3::float8[], $4::float8[], $5::float8[])
+SELECT * FROM unnest(string_to_array($1, chr(31)), string_to_array($2, chr(31))::bigint[],
+                     string_to_array($3, chr(31))::float8[], string_to_array($4, chr(31))::float8[],
+                     string_to_array($5, chr(31))::float8[])
 ON CONFLICT (movie_id) DO UPDATE
 SET interactions = excluded.interactions, score = excluded.score,
     score_at = excluded.score_at, trend_key = excluded.trend_key
@@ -22,7 +24,8 @@ SET interactions = excluded.interactions, score = excluded.score,
 AUDIT_STORED_SQL = """
 INSERT INTO {table} (event_id, stage, position, user_id, event_type, at)
 SELECT e, 'stored', p, u, t, r
-FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[]) AS x(e, p, u, t, r)
+FROM unnest($1::uuid[], string_to_array($2, chr(31))::bigint[], string_to_array($3, chr(31)),
+            string_to_array($4, chr(31)), $5::timestamptz[]) AS x(e, p, u, t, r)
 ON CONFLICT DO NOTHING
 """
 
@@ -112,8 +115,8 @@ class ItemStatsProjection(NoSideEffects):
     ) -> dict[str, item_stats_fold.Stats]:
         rows = await conn.fetch(
             f"SELECT movie_id, interactions, score, score_at FROM {table} "
-            "WHERE movie_id = ANY($1::text[])",
-            sorted(movies),
+            "WHERE movie_id = ANY(string_to_array($1, chr(31)))",
+            columns.texts(sorted(movies)),
         )
         return {r["movie_id"]: dict(r) for r in rows}
 
@@ -134,11 +137,13 @@ class ItemStatsProjection(NoSideEffects):
         movies = sorted(stats)
         await conn.execute(
             ITEM_UPSERT_SQL.format(table=table),
-            movies,
-            [stats[m]["interactions"] for m in movies],
-            [stats[m]["score"] for m in movies],
-            [stats[m]["score_at"] for m in movies],
-            [item_stats_fold.trend_key(stats[m]["score"], stats[m]["score_at"]) for m in movies],
+            columns.texts(movies),
+            columns.numbers([stats[m]["interactions"] for m in movies]),
+            columns.numbers([stats[m]["score"] for m in movies]),
+            columns.numbers([stats[m]["score_at"] for m in movies]),
+            columns.numbers(
+                [item_stats_fold.trend_key(stats[m]["score"], stats[m]["score_at"]) for m in movies]
+            ),
         )
 
 
@@ -180,9 +185,9 @@ class AuditProjection(NoSideEffects):
         await conn.execute(
             AUDIT_STORED_SQL.format(table=tables["audit_events"]),
             [r.event_id for r in records],
-            [r.position for r in records],
-            [r.user_id for r in records],
-            [r.event_type for r in records],
+            columns.numbers([r.position for r in records]),
+            columns.texts([r.user_id for r in records]),
+            columns.texts([r.event_type for r in records]),
             [r.recorded_at for r in records],
         )
         return Changes()

@@ -20,7 +20,7 @@ import asyncpg
 import orjson
 from cachetools import LRUCache
 
-from event_store import streams
+from event_store import columns, streams
 from projections import user_features_fold as fold
 from projections.catalog import GenreLookup
 from projections.projection import Batch, Changes
@@ -29,8 +29,10 @@ from schema.cache import FeatureCache
 
 UPSERT_SQL = """
 INSERT INTO {table} AS f (user_id, stream_version, position, state, doc, updated_at)
-SELECT * FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::json[], $5::json[],
-                     $6::timestamptz[])
+SELECT u, v, p, s, d, $6::timestamptz
+FROM unnest(string_to_array($1, chr(31)), string_to_array($2, chr(31))::integer[],
+            string_to_array($3, chr(31))::bigint[], string_to_array($4, chr(31))::json[],
+            string_to_array($5, chr(31))::json[]) AS x(u, v, p, s, d)
 ON CONFLICT (user_id) DO UPDATE
 SET stream_version = excluded.stream_version, position = excluded.position,
     state = excluded.state, doc = excluded.doc, updated_at = excluded.updated_at
@@ -40,14 +42,15 @@ RETURNING f.user_id
 
 ITEMS_UPSERT_SQL = """
 INSERT INTO {table} AS i (user_id, movie_id, signals)
-SELECT * FROM unnest($1::text[], $2::text[], $3::json[])
+SELECT * FROM unnest(string_to_array($1, chr(31)), string_to_array($2, chr(31)),
+                     string_to_array($3, chr(31))::json[])
 ON CONFLICT (user_id, movie_id) DO UPDATE SET signals = excluded.signals
 """
 
 ITEMS_LOAD_SQL = """
 SELECT i.user_id, i.movie_id, i.signals::text AS signals
 FROM {table} AS i
-JOIN unnest($1::text[], $2::text[]) AS k(user_id, movie_id)
+JOIN unnest(string_to_array($1, chr(31)), string_to_array($2, chr(31))) AS k(user_id, movie_id)
   ON k.user_id = i.user_id AND k.movie_id = i.movie_id
 """
 
@@ -123,7 +126,8 @@ LOAD_SQL = """
 SELECT f.user_id, f.stream_version,
        CASE WHEN f.stream_version = k.version THEN NULL ELSE f.state::text END AS state
 FROM {table} AS f
-JOIN unnest($1::text[], $2::integer[]) AS k(user_id, version) ON k.user_id = f.user_id
+JOIN unnest(string_to_array($1, chr(31)), string_to_array($2, chr(31))::integer[])
+     AS k(user_id, version) ON k.user_id = f.user_id
 """
 
 
@@ -149,7 +153,9 @@ async def load_states(
     versions = [cache.version(table, user) for user in user_ids]
     known = [-1 if version is None else version for version in versions]
     states: dict[str, fold.State] = {}
-    for row in await conn.fetch(LOAD_SQL.format(table=table), user_ids, known):
+    for row in await conn.fetch(
+        LOAD_SQL.format(table=table), columns.texts(user_ids), columns.numbers(known)
+    ):
         if row["state"] is None:  # the table holds the version kept
             state = cache.get(table, row["user_id"])
             assert state is not None  # only this projection's apply changes the cache
@@ -173,8 +179,8 @@ async def read_items(
         return
     found = await conn.fetch(
         ITEMS_LOAD_SQL.format(table=table),
-        [user for user, _ in pairs],
-        [movie for _, movie in pairs],
+        columns.texts([user for user, _ in pairs]),
+        columns.texts([movie for _, movie in pairs]),
     )
     for row in found:
         states[row["user_id"]]["items"][row["movie_id"]] = orjson.loads(row["signals"])
@@ -217,20 +223,20 @@ async def save_states(
     state_json = {user: _without_items(states[user]) for user in users}
     written = await conn.fetch(
         UPSERT_SQL.format(table=tables["user_features"]),
-        users,
-        [states[u]["stream_version"] for u in users],
-        [states[u]["position"] for u in users],
-        [state_json[u].decode() for u in users],
-        [encoded[u].decode() for u in users],
-        [now] * len(users),
+        columns.texts(users),
+        columns.numbers([states[u]["stream_version"] for u in users]),
+        columns.numbers([states[u]["position"] for u in users]),
+        columns.texts([state_json[u].decode() for u in users]),
+        columns.texts([encoded[u].decode() for u in users]),
+        now,
     )
     rows = item_rows({row["user_id"]: states[row["user_id"]] for row in written})
     if rows:
         await conn.execute(
             ITEMS_UPSERT_SQL.format(table=tables["user_items"]),
-            [user for user, _, _ in rows],
-            [movie for _, movie, _ in rows],
-            [signals for _, _, signals in rows],
+            columns.texts([user for user, _, _ in rows]),
+            columns.texts([movie for _, movie, _ in rows]),
+            columns.texts([signals for _, _, signals in rows]),
         )
     return Saved(documents, encoded, state_json)
 

@@ -55,9 +55,7 @@ async def test_a_kafka_consumers_batch_commits_durably(
     services: Services, db: asyncpg.Connection
 ) -> None:
     # Never started: no broker is reached.
-    consumer = ProjectionConsumer(
-        services.pool, "127.0.0.1:9", list(services.projections.values())
-    )
+    consumer = ProjectionConsumer(services.pool, "127.0.0.1:9", list(services.projections.values()))
     assert await settings_in_a_batch(db, consumer.applier) == ("on", "force_generic_plan")
 
 
