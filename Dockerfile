@@ -10,11 +10,15 @@ RUN bash scripts/docs-assets.sh /assets
 
 FROM python:3.11.10-slim-bookworm AS build
 
+# Bytecode compiled at build time (UV_COMPILE_BYTECODE): the image runs with
+# PYTHONDONTWRITEBYTECODE, so without it each process (serve, its worker, the relay)
+# compiled every import from source at start, 2-3 s of a core each.
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore \
     UV_PYTHON_DOWNLOADS=never \
     UV_LINK_MODE=copy \
-    UV_NO_CACHE=1
+    UV_NO_CACHE=1 \
+    UV_COMPILE_BYTECODE=1
 
 WORKDIR /app
 COPY scripts/requirements-uv.txt ./scripts/
