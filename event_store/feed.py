@@ -13,7 +13,6 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 from uuid import UUID
@@ -34,8 +33,12 @@ class Checkpoint(NamedTuple):
     position: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class StoredRecord:
+class StoredRecord(NamedTuple):
+    """One committed event as followers read it. A named tuple, built in C from each
+    row: a frozen dataclass took 2.5 us a record in its generated `__init__` (8% of a
+    user_features replay, py-spy), a named tuple 0.6. The event's own time is its
+    decoded `timestamp`; no reader needs the row's `occurred_at` beside it."""
+
     position: int
     tx_id: int
     event_id: UUID
@@ -45,10 +48,9 @@ class StoredRecord:
     topic: str
     schema_version: int
     state: bytes
-    occurred_at: datetime
     recorded_at: datetime
     # Already decoded where the record was made (a Kafka message is checked by decoding it).
-    decoded: events.InteractionEvent | None = field(default=None, compare=False, repr=False)
+    decoded: events.InteractionEvent | None = None
 
     @property
     def checkpoint(self) -> Checkpoint:
@@ -82,7 +84,7 @@ _decoded: dict[UUID, events.InteractionEvent] = {}
 READ_SQL = """
 SELECT position, tx_id::text::bigint AS tx, event_id, originator_id, originator_version,
        event_type, topic, schema_version, convert_to(payload::text, 'UTF8') AS state,
-       occurred_at, recorded_at
+       recorded_at
 FROM interaction_events
 WHERE (tx_id, position) > ($1::text::xid8, $2)
   AND tx_id < pg_snapshot_xmin(pg_current_snapshot())

@@ -199,7 +199,6 @@ def from_message(value: bytes | None, headers: Headers) -> StoredRecord:
             topic,
             version,
             orjson.dumps(state),
-            occurred_at,
             datetime.fromisoformat(envelope["recorded_at"]),
             event,
         )
@@ -231,7 +230,6 @@ def read_message(value: bytes, headers: Headers) -> StoredRecord:
             topic=stored.topic,
             schema_version=int(envelope["schema_version"]),
             state=stored.state,
-            occurred_at=datetime.fromisoformat(envelope["occurred_at"]),
             recorded_at=datetime.fromisoformat(envelope["recorded_at"]),
             decoded=event,
         )

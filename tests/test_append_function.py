@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
@@ -75,10 +74,10 @@ async def test_only_records_the_store_holds_as_they_are_count_as_held(
     first, second, other = stored
     candidates = [
         first,
-        dataclasses.replace(second, event_id=uuid4()),
-        dataclasses.replace(other, user_id="a"),
-        dataclasses.replace(first, stream_version=first.stream_version + 5),
-        dataclasses.replace(other, position=other.position + 1000),
+        second._replace(event_id=uuid4()),
+        other._replace(user_id="a"),
+        first._replace(stream_version=first.stream_version + 5),
+        other._replace(position=other.position + 1000),
     ]
     assert await held_in_store(db, candidates) == {first.event_id}
     assert await held_in_store(db, stored) == {r.event_id for r in stored}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -36,7 +35,6 @@ def stored(event: events.InteractionEvent, version: int = 3, position: int = 42)
         topic=encoded.topic,
         schema_version=events.schema_version(event),
         state=encoded.state,
-        occurred_at=event.timestamp,
         recorded_at=AT,
     )
 
@@ -119,7 +117,7 @@ def test_bytes_without_an_envelope_or_store_place_are_poison() -> None:
 def test_marks_let_through_each_stream_event_once() -> None:
     base = stored(watched("a"), version=1)
     records = [
-        dataclasses.replace(base, user_id=user, stream_version=version, event_id=uuid.uuid4())
+        base._replace(user_id=user, stream_version=version, event_id=uuid.uuid4())
         for user, version in [("a", 1), ("a", 2), ("b", 5), ("a", 2), ("b", 6), ("a", 3)]
     ]
     fresh = not_applied(records, {"a": 1, "b": 4})
