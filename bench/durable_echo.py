@@ -38,6 +38,7 @@ from cinemate import database
 from cinemate.infrastructure import Infrastructure
 from cinemate.server import server
 from cinemate.settings import Settings
+from event_store.stopping import cancel_and_wait
 from schema.commands import WatchCommand
 
 DATABASE = "durable_echo"
@@ -144,7 +145,7 @@ async def serve(server_url: str, port: int, grouped: bool) -> None:
         await server(app, "127.0.0.1", port, guard=False).serve()
     finally:
         if running is not None:
-            running.cancel()
+            await cancel_and_wait([running])
         await pool.close()
 
 

@@ -21,7 +21,7 @@ from cinemate.dashboard import dashboard_route
 from cinemate.docs import docs_routes
 from cinemate.metrics import MODEL_METRICS_TTL, Metrics, metrics_route, set_lags
 from cinemate.middleware import ServiceApp
-from cinemate.read_models import cancel, open_read_models, start_projectors, start_relay
+from cinemate.read_models import open_read_models, start_projectors, start_relay
 from cinemate.settings import Settings
 from command_side.catalog import catalog_routes
 from command_side.http import (
@@ -33,6 +33,7 @@ from command_side.http import (
     forget_routes,
 )
 from event_store.append import GroupCommitter
+from event_store.stopping import cancel_and_wait
 from projections.catalog import GenreLookup
 from projections.forget import forget_user
 from projections.projection import Projection
@@ -117,7 +118,9 @@ async def open_services(
         metrics=metrics,
     )
     pool = services.pool
-    stack.push_async_callback(lambda: cancel([*services.tasks, *services.rebuilds.values()]))
+    stack.push_async_callback(
+        lambda: cancel_and_wait([*services.tasks, *services.rebuilds.values()])
+    )
     services.read_pool = await database.create_pool(
         database_url, min_size=1, max_size=8, reads_only=True
     )

@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from cinemate import database
 from cinemate.settings import Settings
 from event_store.feed import StoreListener
+from event_store.stopping import cancel_and_wait
 from projections.catalog import GenreLookup
 from projections.kafka_consumer import ProjectionConsumer
 from projections.outbox_relay import OutboxRelay
@@ -82,20 +83,8 @@ async def open_read_models(
     genres = GenreLookup()
     projections = make_projections(features_cache, genres, publish_features=settings.kafka_on)
     models = ReadModels(settings, database_url, pool, redis, features_cache, genres, projections)
-    stack.push_async_callback(lambda: cancel(models.tasks))
+    stack.push_async_callback(lambda: cancel_and_wait(models.tasks))
     return models
-
-
-async def cancel(tasks: list[asyncio.Task[Any]]) -> None:
-    """Cancel and wait. A library that swallows one CancelledError (it happens inside
-    third-party await chains) would leave a task running forever, so cancel again until
-    every task has ended."""
-    pending = {task for task in tasks if not task.done()}
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=1.0)
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def store_listener(models: ReadModels) -> StoreListener:

@@ -4,7 +4,8 @@ Everything that touches the table in SQL lives here, shaped like `eventsourcing`
 recorders but on asyncpg: group-committed appends (`append`), commit-safe reads in
 (tx_id, position) order for followers (`feed`), per-user stream reads and erasure
 (`streams`), lag (`lag`), the commit listener (`listener`), the advisory-lock namespaces
-(`locks`) and the one error every caller catches (`errors.StoreUnavailable`).
+(`locks`), the one error every caller catches (`errors.StoreUnavailable`), and the one
+way to stop a task that talks to it (`stopping`: asyncpg can swallow a cancellation).
 
 Invariants the package keeps:
 - a row is acknowledged only after the transaction holding it has committed;

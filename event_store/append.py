@@ -33,6 +33,7 @@ from asyncpg.pgproto.pgproto import UUID as FastUUID
 from event_store import columns
 from event_store.errors import TRANSIENT_ERRORS, UNAVAILABLE_ERRORS, StoreUnavailable
 from event_store.feed import CHANNEL
+from event_store.stopping import cancel_and_wait
 from schema import events
 
 log = logging.getLogger("cinemate.event_store")
@@ -197,8 +198,7 @@ class Waker:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait([self._task])
             self._task = None
 
     async def _run(self) -> None:
@@ -278,9 +278,7 @@ class GroupCommitter:
         """Let queued requests commit, then stop the writers."""
         if self._workers:
             await self._idle.wait()
-        for task in self._workers:
-            task.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        await cancel_and_wait(self._workers)
         self._workers = []
         await self._waker.stop()
 

@@ -33,6 +33,7 @@ from aiokafka.errors import CommitFailedError
 from event_store import columns, feed, locks
 from event_store.errors import TRANSIENT_ERRORS, UNAVAILABLE_ERRORS
 from event_store.feed import StoredRecord
+from event_store.stopping import cancel_and_wait
 from projections import checkpoints, dead_letters, retry
 from projections.applier import Applier
 from projections.kafka_feed import (
@@ -327,8 +328,7 @@ class ProjectionConsumer:
                     await self.report(consumer, "running")
         finally:
             if applying is not None:
-                applying.cancel()
-                await asyncio.gather(applying, return_exceptions=True)
+                await cancel_and_wait([applying])
             if committing is not None:
                 await asyncio.gather(committing, return_exceptions=True)
 

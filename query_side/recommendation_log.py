@@ -38,6 +38,8 @@ from typing import Any
 import asyncpg
 import orjson
 
+from event_store.stopping import cancel_and_wait
+
 log = logging.getLogger("cinemate.recommendations")
 
 INSERT_SQL = """
@@ -94,11 +96,7 @@ class RecommendationLog:
         # The writers write it (a flush beside them would share a writer's connection);
         # they never end by themselves, a failed insert only fails its batch.
         await self._queue.join()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         for writer in list(self._conns):
             await self._give_back(writer)
