@@ -37,7 +37,12 @@ async def _create_topic(bootstrap: str, name: str, partitions: int = 3) -> None:
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
-        assert name in await admin.list_topics()
+        # The controller answers once the topic is created; the broker's metadata, which
+        # lists it, follows a moment later (an empty list was seen here under load).
+        deadline = time.monotonic() + 10
+        while name not in await admin.list_topics():
+            assert time.monotonic() < deadline, f"{name} not listed 10 s after its creation"
+            await asyncio.sleep(0.1)
     finally:
         await admin.close()
 
