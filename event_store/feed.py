@@ -34,10 +34,10 @@ class Checkpoint(NamedTuple):
 
 
 class StoredRecord(NamedTuple):
-    """One committed event as followers read it. A named tuple, built in C from each
-    row: a frozen dataclass took 2.5 us a record in its generated `__init__` (8% of a
-    user_features replay, py-spy), a named tuple 0.6. The event's own time is its
-    decoded `timestamp`; no reader needs the row's `occurred_at` beside it."""
+    """One committed event as followers read it. A named tuple, made from each row in
+    0.6 us, where a frozen dataclass's generated `__init__` took 2.5 us (8% of a
+    user_features replay, py-spy). The event's own time is its decoded `timestamp`; no
+    reader needs the row's `occurred_at` beside it."""
 
     position: int
     tx_id: int
