@@ -8,10 +8,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from schema.cache import EPOCH_KEY, FeatureCache, features_key
+from schema.cache import EPOCH_KEY, SPREAD, FeatureCache, cached_value, features_key
 from tests.redis_helpers import PrivateRedis
 
 
@@ -143,3 +144,14 @@ async def test_a_flushed_epoch_makes_writers_start_a_new_one(redis: aioredis.Red
     await cache.store(cache.token(), {"u": doc("u", 4, 40)})
     assert await cache.read("u") == doc("u", 4, 40)
     await cache.close()
+
+
+def test_a_cached_value_reads_back_as_its_epoch_position_and_document() -> None:
+    document = orjson.dumps(doc("u", 3, 30))
+    for position in range(40, 40 + SPREAD):
+        epoch, at, stored = cached_value("e1", position, document).split(b" ", 2)
+        assert (epoch, int(at), orjson.loads(stored)) == (b"e1", position, doc("u", 3, 30))
+    assert cached_value("e1", 7, b"") == b"e1 7 "  # a tombstone: nothing after the position
+    # Alike documents at consecutive positions take SPREAD lengths (Lua's string hashing).
+    lengths = {len(cached_value("e1", 100 + i, document)) for i in range(3 * SPREAD)}
+    assert len(lengths) == SPREAD
