@@ -178,18 +178,19 @@ class Applier:
         # Decoded once for every projection (they mostly take the same records).
         decoded = [r.decode() for r in fresh]
         places = [r.checkpoint for r in fresh]
+        first = min(places, default=None)
         changes = []
         for projection, target, mark in zip(
             self.projections, self.targets, marks_from, strict=True
         ):
-            mine = [i for i, place in enumerate(places) if place > mark]
-            if len(mine) == len(fresh):  # the common case: every projection at one mark
+            if first is not None and first > mark:  # the common case: every record is past
                 batch = Batch(fresh, decoded)
             else:
+                mine = [i for i, place in enumerate(places) if place > mark]
                 batch = Batch([fresh[i] for i in mine], [decoded[i] for i in mine])
             changes.append(
                 await projection.apply(conn, batch, target.tables, defer=not target.live)
-                if mine
+                if batch.records
                 else Changes()
             )
         return Applied(fresh, changes)

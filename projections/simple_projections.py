@@ -118,7 +118,11 @@ class ItemStatsProjection(NoSideEffects):
             "WHERE movie_id = ANY(string_to_array($1, chr(31)))",
             columns.texts(sorted(movies)),
         )
-        return {r["movie_id"]: dict(r) for r in rows}
+        # By position: dict(record) took 2.5 times as long, for each movie of each batch.
+        return {
+            m: {"movie_id": m, "interactions": n, "score": score, "score_at": at}
+            for m, n, score, at in rows
+        }
 
     async def flush(self, conn: asyncpg.Connection, tables: Mapping[str, str]) -> None:
         table = tables["item_stats"]

@@ -12,6 +12,7 @@ gather the items back (query_side/recommend_http.py)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,7 @@ from cachetools import LRUCache
 
 from event_store import columns, streams
 from projections import user_features_fold as fold
+from projections.bulk_load import indexes_built_after
 from projections.catalog import GenreLookup
 from projections.projection import Batch, Changes
 from schema import topics
@@ -376,24 +378,28 @@ class UserFeaturesProjection:
                 [user for user, _, _ in rows],
                 [movie for _, movie, _ in rows],
             )
-        await conn.copy_records_to_table(
-            table,
-            columns=["user_id", "stream_version", "position", "state", "doc", "updated_at"],
-            records=(
-                (
-                    user,
-                    state["stream_version"],
-                    state["position"],
-                    _without_items(state).decode(),
-                    orjson.dumps(fold.document(state, updated_at)).decode(),
-                    now,
-                )
-                for user, state in pending.items()
-            ),
-        )
-        await conn.copy_records_to_table(
-            items_table, columns=["user_id", "movie_id", "signals"], records=rows
-        )
+        # Into a fresh shadow, every state is new: its indexes are built after the rows.
+        async with (
+            indexes_built_after(conn, [table, items_table]) if deferred.empty else nullcontext()
+        ):
+            await conn.copy_records_to_table(
+                table,
+                columns=["user_id", "stream_version", "position", "state", "doc", "updated_at"],
+                records=(
+                    (
+                        user,
+                        state["stream_version"],
+                        state["position"],
+                        _without_items(state).decode(),
+                        orjson.dumps(fold.document(state, updated_at)).decode(),
+                        now,
+                    )
+                    for user, state in pending.items()
+                ),
+            )
+            await conn.copy_records_to_table(
+                items_table, columns=["user_id", "movie_id", "signals"], records=rows
+            )
 
     def discard(self, tables: Mapping[str, str]) -> None:
         self._deferred.pop(tables["user_features"], None)

@@ -178,10 +178,12 @@ def apply(
 
 
 def top_genres(weights: Mapping[str, float], limit: int = TOP_GENRES) -> list[dict[str, Any]]:
-    positive = {g: w for g, w in weights.items() if w > 0}
-    total = sum(positive.values())
-    ranked = sorted(positive.items(), key=lambda gw: (-gw[1], gw[0]))[:limit]
-    return [{"genre": g, "weight": round(w / total, 4)} for g, w in ranked]
+    """The `limit` heaviest genres with positive weight, heaviest first (ties by name),
+    each as its share of all positive weight. Ranked as (-weight, genre) tuples, which
+    sort in C: a key function called per genre was a fifth of building a document."""
+    total = sum(w for w in weights.values() if w > 0)
+    ranked = sorted([(-w, g) for g, w in weights.items() if w > 0])[:limit]
+    return [{"genre": g, "weight": round(-w / total, 4)} for w, g in ranked]
 
 
 def document(state: State, updated_at: str) -> dict[str, Any]:

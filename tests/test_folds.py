@@ -189,3 +189,25 @@ def test_times_in_states_compare_as_the_times_they_write(a: datetime, b: datetim
 def test_times_are_written_as_isoformat_writes_them(moment: datetime) -> None:
     """The fast path for UTC times (orjson) writes what isoformat writes, `Z` for UTC."""
     assert user_features_fold.iso(moment) == moment.isoformat().replace("+00:00", "Z")
+
+
+@settings(max_examples=300)
+@given(
+    st.dictionaries(
+        st.sampled_from(["Drama", "Comedy", "Action", "Horror", "War", "IMAX", "Sci-Fi"]),
+        st.one_of(
+            st.floats(min_value=-5, max_value=5, allow_nan=False),
+            st.sampled_from([0.0, 1.0, 0.5, 1e-12]),
+        ),
+    ),
+    st.integers(min_value=1, max_value=8),
+)
+def test_top_genres_rank_by_weight_then_name_as_shares_of_all_positive_weight(
+    weights: dict[str, float], limit: int
+) -> None:
+    # The definition, written the obvious way: what documents have always held.
+    positive = {g: w for g, w in weights.items() if w > 0}
+    total = sum(positive.values())
+    ranked = sorted(positive.items(), key=lambda gw: (-gw[1], gw[0]))[:limit]
+    expected = [{"genre": g, "weight": round(w / total, 4)} for g, w in ranked]
+    assert user_features_fold.top_genres(weights, limit) == expected
