@@ -56,9 +56,9 @@ async def lock_projections(
     flush only if `durable`: a read model and its checkpoint are lost or kept together,
     so after a crash a store follower projects the events again; only acknowledged
     events need synchronous durability, and those live in the store. A caller that tells
-    something outside PostgreSQL about the commit once it returns passes `durable`, or
-    waits for the flush before it tells (a Kafka consumer's offsets: the broker would
-    not deliver a lost batch again)."""
+    something outside PostgreSQL about the commit once it returns passes `durable`: a
+    Kafka consumer commits its offsets to the broker then, and the broker would not
+    deliver a lost batch again."""
     await conn.execute(
         _PROJECTIONS_SQL,
         int(LockClass.PROJECTION),

@@ -136,9 +136,16 @@ class Applied:
 
 class Applier:
     def __init__(
-        self, projections: Sequence[Projection], targets: Sequence[Target] | None = None
+        self,
+        projections: Sequence[Projection],
+        targets: Sequence[Target] | None = None,
+        *,
+        durable: bool = False,
     ) -> None:
+        """`durable`: each batch's commit waits for the WAL flush (see
+        locks.lock_projections), for callers that report the commit outside PostgreSQL."""
         self.projections = list(projections)
+        self.durable = durable
         self.targets = (
             list(targets) if targets is not None else [Target.live_of(p) for p in projections]
         )
@@ -148,9 +155,9 @@ class Applier:
     async def begin(self, conn: asyncpg.Connection) -> list[Checkpoint]:
         """Inside the caller's transaction: take the projections' turn (live tables; a
         rebuild's shadows have one writer, and its swap takes the live lock); their
-        checkpoints. The commit need not wait for the WAL flush (locks.lock_projections)."""
+        checkpoints. Unless `durable`, the commit need not wait for the WAL flush."""
         if self.live:
-            await locks.lock_projections(conn, self.names)
+            await locks.lock_projections(conn, self.names, durable=self.durable)
         else:
             await conn.execute("SELECT set_config('synchronous_commit', 'off', true)")
         return await checkpoints.load(conn, [t.checkpoint for t in self.targets])

@@ -2,10 +2,9 @@
 
 Several processes in group cinemate-projections share the topic's partitions; each user
 is one key, so each stream arrives in order on one partition. A batch is applied in one
-PostgreSQL transaction under the projections' lock, which commits without waiting for the
-WAL flush (as a store follower's does); its offsets go to Kafka only once PostgreSQL has
-flushed its WAL past that commit, so the broker never moves past a batch a crash could
-still take back. What a crash or a rebalance redelivers, and what the relay republished, is
+PostgreSQL transaction under the projections' lock, durably (its commit waits for the WAL
+flush, unlike a store follower's), and its offsets are committed to Kafka only after that
+transaction. What a crash or a rebalance redelivers, and what the relay republished, is
 skipped by the applied-stream marks (see projections.applier), so it changes nothing.
 A message is applied only if the store holds that very event: the store is the truth,
 and a forgotten user's events, still in the topic, stay forgotten.
@@ -67,23 +66,6 @@ SET partitions = excluded.partitions, lag_messages = excluded.lag_messages,
 LEAVE_SQL = "DELETE FROM kafka_consumers WHERE member = $1"
 # Reading a batch of messages lets the batch applying beside it go on this often.
 PARSE_YIELD_EVERY = 20
-# Where the WAL ends once a transaction has committed on this connection: at or past its
-# commit record. Offsets wait until the flush reaches it.
-WAL_END_SQL = "SELECT pg_current_wal_insert_lsn()::text"
-FLUSHED_SQL = "SELECT pg_current_wal_flush_lsn() >= $1::text::pg_lsn"
-# The WAL writer flushes what asynchronous commits wrote within three of its delays
-# (wal_writer_delay, 200 ms by default), sooner under other durable commits.
-FLUSH_POLL_SECONDS = 0.02
-
-
-async def until_flushed(pool: asyncpg.Pool, written: str) -> None:
-    """Return once PostgreSQL has flushed its WAL up to `written` (an LSN from
-    WAL_END_SQL): every transaction committed before it was read is durable then."""
-    while True:
-        async with pool.acquire() as conn:
-            if await conn.fetchval(FLUSHED_SQL, written):
-                return
-        await asyncio.sleep(FLUSH_POLL_SECONDS)
 
 
 class SystemicFailure(RuntimeError):
@@ -115,10 +97,8 @@ class ProjectionConsumer:
     ) -> None:
         self.pool = pool
         self.bootstrap = bootstrap
-        self.applier = Applier(projections)
-        # The WAL's end after this consumer's last applied batch committed (None before
-        # the first): offsets wait for the flush to reach it.
-        self.written: str | None = None
+        # Offsets go to the broker once a batch commits: it must survive a crash.
+        self.applier = Applier(projections, durable=True)
         self.group = group
         self.batch_size = batch_size
         self.attempts = attempts
@@ -139,7 +119,6 @@ class ProjectionConsumer:
                 applied = await self.applier.apply(conn, records, marks)
                 await self.applier.mark(conn, applied)
                 await self._audit_consumed(conn, deliveries, {r.event_id for r in applied.fresh})
-            self.written = await conn.fetchval(WAL_END_SQL)
             await self.applier.after_commit(applied)
         self.applied += len(applied.fresh)
         return len(applied.fresh)
@@ -321,10 +300,9 @@ class ProjectionConsumer:
         reported = 0.0
         # A batch is applied while the next one is fetched and read (Python on this core,
         # the batch's statements in PostgreSQL on the other), and its offsets committed to
-        # Kafka while later ones apply: neither the WAL flush they wait for nor the round
-        # trip holds up the work. Batches apply one at a time and in order, and commits
-        # stay in order (each waits for the one before). Offsets lost in a crash only mean
-        # redeliveries, which the marks skip.
+        # Kafka while later ones apply: the round trip need not hold up the work. Batches
+        # apply one at a time and in order, and commits stay in order (each waits for the
+        # one before). Offsets lost in a crash only mean redeliveries, which the marks skip.
         applying: asyncio.Task[None] | None = None
         applying_offsets: dict[TopicPartition, int] = {}
         committing: asyncio.Task[None] | None = None
@@ -338,7 +316,7 @@ class ProjectionConsumer:
                 if applying is not None and (parsed is not None or applying.done()):
                     await applying  # raises what it raised: run restarts the consumer
                     committing = asyncio.create_task(
-                        self._commit_offsets(consumer, committing, applying_offsets, self.written)
+                        self._commit_offsets(consumer, committing, applying_offsets)
                     )
                     applying = None
                 if parsed is not None:
@@ -354,20 +332,14 @@ class ProjectionConsumer:
             if committing is not None:
                 await asyncio.gather(committing, return_exceptions=True)
 
+    @staticmethod
     async def _commit_offsets(
-        self,
         consumer: AIOKafkaConsumer,
         before: asyncio.Task[None] | None,
         offsets: dict[TopicPartition, int],
-        written: str | None,
     ) -> None:
-        """Commit `offsets` once the commit before is in and the batches they cover are
-        durable (`written`: the WAL's end after the last of them). A database error
-        here fails the task, and the loop restarts the consumer."""
         if before is not None:
             await before  # raises what it raised: the loop then restarts the consumer
-        if written is not None:
-            await until_flushed(self.pool, written)
         try:
             await consumer.commit(offsets)
         except CommitFailedError as exc:

@@ -16,14 +16,12 @@ from typing import Any
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from cinemate.app import Services, build_app, open_services
 from cinemate.settings import Settings
-from projections.kafka_consumer import WAL_END_SQL, ProjectionConsumer
-from projections.kafka_feed import ensure_topics
+from projections.kafka_consumer import ProjectionConsumer
 from projections.rebuild import rebuild
-from schema import topics
 from tests.kafka_helpers import consume_until, with_kafka
 from tests.projection_helpers import (
     PROJECTIONS,
@@ -51,38 +49,6 @@ async def consumer_caught_up(pool: asyncpg.Pool, consumer: ProjectionConsumer) -
             consumer.member,
         )
     return row is not None and len(row["partitions"]) == 6 and row["lag_messages"] == 0
-
-
-async def test_offsets_reach_the_broker_only_once_postgresql_flushed_past_the_batches(
-    services: Services, kafka_bootstrap: str, db: asyncpg.Connection
-) -> None:
-    """A consumer's batches commit without waiting for the WAL flush; their offsets go
-    to the broker only once the flush has passed them, so the broker never moves past a
-    batch that a crash of PostgreSQL could still take back."""
-    await ensure_topics(kafka_bootstrap)
-    group = f"flush-{uuid.uuid4().hex[:8]}"
-    projections = list(services.projections.values())
-    projector = ProjectionConsumer(services.pool, kafka_bootstrap, projections, group=group)
-    kafka = AIOKafkaConsumer(
-        bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await kafka.start()
-    try:
-        partition = TopicPartition(topics.INTERACTIONS, 0)
-        kafka.assign([partition])
-        not_yet = await db.fetchval("SELECT (pg_current_wal_insert_lsn() + 1e12)::text")
-        waiting = asyncio.create_task(
-            projector._commit_offsets(kafka, None, {partition: 7}, not_yet)
-        )
-        await asyncio.sleep(1.0)
-        assert not waiting.done()
-        assert await kafka.committed(partition) is None
-        waiting.cancel()
-        written = await db.fetchval(WAL_END_SQL)
-        await asyncio.wait_for(projector._commit_offsets(kafka, None, {partition: 7}, written), 30)
-        assert await kafka.committed(partition) == 7
-    finally:
-        await kafka.stop()
 
 
 async def test_poison_messages_go_to_the_dlq_and_the_partition_moves_on(

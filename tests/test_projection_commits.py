@@ -1,9 +1,9 @@
 """How a projection batch's transaction runs, on a real PostgreSQL.
 
-A projection batch's commit need not wait for the WAL flush: a store follower's batch
-lost in a crash is lost with its checkpoint, and the store gives it again; a Kafka
-consumer's offsets go to the broker only once the flush has passed its batches
-(`until_flushed`), so the broker gives a lost batch again. Both plan their statements generically (their arrays change length with
+A store follower's commit need not wait for the WAL flush: a batch lost in a crash is
+lost with its checkpoint, and the store gives it again. A Kafka consumer's must: its
+offsets go to the broker once the commit returns, and the broker would not give a lost
+batch again. Both plan their statements generically (their arrays change length with
 every batch) when the batch is small, and those plans find rows by key whatever size the
 tables were when they were made. The settings end with the transaction; the connection
 goes back to the pool as it came.
@@ -11,25 +11,18 @@ goes back to the pool as it came.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
-import pytest
 
 from cinemate.app import Services
 from command_side.new_events import new_event
 from event_store.append import append_group
 from projections import checkpoints
 from projections.applier import GENERIC_PLANS_SQL, Applier
-from projections.kafka_consumer import (
-    FLUSHED_SQL,
-    WAL_END_SQL,
-    ProjectionConsumer,
-    until_flushed,
-)
+from projections.kafka_consumer import ProjectionConsumer
 from projections.store_follower import StoreFollower, apply_next
 from schema.commands import WatchCommand
 
@@ -58,29 +51,12 @@ async def test_a_store_followers_batch_commits_without_waiting_for_the_flush(
     assert await settings_in_a_batch(db, follower.applier) == ("off", "force_generic_plan")
 
 
-async def test_a_kafka_consumers_batch_commits_without_waiting_for_the_flush(
+async def test_a_kafka_consumers_batch_commits_durably(
     services: Services, db: asyncpg.Connection
 ) -> None:
     # Never started: no broker is reached.
     consumer = ProjectionConsumer(services.pool, "127.0.0.1:9", list(services.projections.values()))
-    assert await settings_in_a_batch(db, consumer.applier) == ("off", "force_generic_plan")
-
-
-async def test_until_flushed_returns_once_the_wal_is_flushed_past_a_commit_not_before(
-    services: Services, db: asyncpg.Connection
-) -> None:
-    """What a consumer's offsets wait for: the WAL's end read after an asynchronous
-    commit is flushed soon (the WAL writer's round); a place the WAL has not reached
-    yet is not."""
-    async with db.transaction():
-        await db.execute("SELECT set_config('synchronous_commit', 'off', true)")
-        await db.execute("INSERT INTO applied_streams (user_id, stream_version) VALUES ('f', 1)")
-    written = await db.fetchval(WAL_END_SQL)
-    await asyncio.wait_for(until_flushed(services.pool, written), 5)
-    assert await db.fetchval(FLUSHED_SQL, written)
-    ahead = await db.fetchval("SELECT (pg_current_wal_insert_lsn() + 1e12)::text")
-    with pytest.raises(TimeoutError):
-        await asyncio.wait_for(until_flushed(services.pool, ahead), 0.5)
+    assert await settings_in_a_batch(db, consumer.applier) == ("on", "force_generic_plan")
 
 
 def _scans(plan: dict[str, Any]) -> Iterator[tuple[str, str]]:
