@@ -48,16 +48,16 @@ CREATE TABLE IF NOT EXISTS echo_events (
     position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     event_id uuid NOT NULL UNIQUE,
     user_id text NOT NULL,
-    body jsonb NOT NULL,
+    body json NOT NULL,  -- as the store keeps its payloads (migration 0015)
     received_at timestamptz NOT NULL DEFAULT now()
 )
 """
 INSERT_SQL = """
-INSERT INTO echo_events (event_id, user_id, body) VALUES ($1, $2, $3::jsonb) RETURNING position
+INSERT INTO echo_events (event_id, user_id, body) VALUES ($1, $2, $3::json) RETURNING position
 """
 GROUP_SQL = """
 INSERT INTO echo_events (event_id, user_id, body)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[]) RETURNING position
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::json[]) RETURNING position
 """
 Row = tuple[uuid.UUID, str, str]
 Append = Callable[[Row], Awaitable[int]]

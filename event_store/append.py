@@ -42,7 +42,7 @@ APPEND_SQL = """
 SELECT * FROM append_interaction_events(
     string_to_array($1, chr(31))::integer[], $2, string_to_array($3, chr(31)),
     string_to_array($4, chr(31)), string_to_array($5, chr(31)),
-    string_to_array($6, chr(31))::integer[], string_to_array($7, chr(31))::jsonb[], $8, $9)
+    string_to_array($6, chr(31))::integer[], string_to_array($7, chr(31))::json[], $8, $9)
 """
 # A deadlock, serialization failure or a unique violation raced by another process is
 # retried this often inside, never shown to a client.
