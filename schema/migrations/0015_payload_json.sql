@@ -6,8 +6,10 @@
 -- as jsonb against 1.9-2.7 as json, read 0.75-0.83 against 0.33-0.67. json still checks
 -- that each payload is valid JSON, and keeps the text as the mapper wrote it.
 --
--- Changing the column's type rewrites the table once (and its indexes): about as long as
--- copying the store, holding its lock meanwhile.
+-- Changing the column's type rewrites the table once (and its indexes), holding its lock
+-- meanwhile: 0.83 s for a store of 200,000 events (96 MB, 86 MB after), about 4 µs an
+-- event. In the append function alone (1,000-event groups, three rounds alternating):
+-- 10.8-13.6 µs of PostgreSQL an event against 15.2-16.2.
 ALTER TABLE interaction_events ALTER COLUMN payload TYPE json USING payload::json;
 
 DROP FUNCTION append_interaction_events(
