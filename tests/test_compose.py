@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 import yaml
 
+from cinemate.embedded import POSTGRES_SETTINGS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -37,6 +39,12 @@ def test_services_and_health_checks() -> None:
     broker = services["cinemate-broker"]
     assert broker["image"].startswith("apache/kafka:4")
     assert broker["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+
+
+def test_the_database_runs_with_the_embedded_servers_settings() -> None:
+    command = compose()["services"]["interaction-db"]["command"]
+    assert command[0] == "postgres" and command[1::2] == ["-c"] * len(POSTGRES_SETTINGS)
+    assert dict(arg.split("=", 1) for arg in command[2::2]) == POSTGRES_SETTINGS
 
 
 def test_the_apps_point_at_the_seed_host_names() -> None:
