@@ -127,14 +127,17 @@ async def held_in_store(conn: asyncpg.Connection, records: Sequence[StoredRecord
     return held
 
 
-# The last of the next committed events (in store order) up to which every one is at or
-# below its user's applied mark.
+# The next committed events (in store order) as far as every one is at or below its
+# user's applied mark: the first and last of them and how many. `all_applied` holds for
+# a prefix only (once false it stays false), so its last row ends the stretch.
 COVERED_SQL = """
-SELECT tx_id::text::bigint AS tx, position
+SELECT first_tx, first_position, tx, position, events
 FROM (
-    SELECT e.tx_id, e.position,
-           bool_and(e.originator_version <= coalesce(a.stream_version, 0))
-               OVER (ORDER BY e.tx_id, e.position) AS all_applied
+    SELECT e.tx_id::text::bigint AS tx, e.position,
+           bool_and(e.originator_version <= coalesce(a.stream_version, 0)) OVER w AS all_applied,
+           row_number() OVER w AS events,
+           first_value(e.tx_id::text::bigint) OVER w AS first_tx,
+           first_value(e.position) OVER w AS first_position
     FROM (
         SELECT tx_id, position, originator_id, originator_version
         FROM interaction_events
@@ -144,20 +147,35 @@ FROM (
         LIMIT $3
     ) AS e
     LEFT JOIN applied_streams AS a ON a.user_id = e.originator_id
+    WINDOW w AS (ORDER BY e.tx_id, e.position)
 ) AS prefix
 WHERE all_applied
-ORDER BY tx_id DESC, position DESC
+ORDER BY tx DESC, position DESC
 LIMIT 1
 """
 
 
+class Stretch(NamedTuple):
+    """Consecutive events of the store: the first, the last, how many."""
+
+    first: Checkpoint
+    last: Checkpoint
+    events: int
+
+
 async def covered_by_marks(
     conn: asyncpg.Connection, after: Checkpoint, limit: int
-) -> Checkpoint | None:
-    """How far past `after` (at most `limit` events) every committed event is already at
-    or below its user's applied-stream mark; None if not even the next one is."""
+) -> Stretch | None:
+    """The stretch past `after` (at most `limit` events) in which every committed event is
+    already at or below its user's applied-stream mark; None if not even the next one is."""
     row = await conn.fetchrow(COVERED_SQL, str(after.tx_id), after.position, limit)
-    return Checkpoint(row["tx"], row["position"]) if row is not None else None
+    if row is None:
+        return None
+    return Stretch(
+        Checkpoint(row["first_tx"], row["first_position"]),
+        Checkpoint(row["tx"], row["position"]),
+        row["events"],
+    )
 
 
 # The audit trail's "stored" row of each event of a stretch of the store, first to last

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from event_store import columns, locks
-from event_store.feed import Checkpoint, StoredRecord
+from event_store.feed import Checkpoint, StoredRecord, Stretch
 from projections import checkpoints
 from projections.projection import Batch, Changes, Projection
 
@@ -201,29 +201,37 @@ class Applier:
         records: Sequence[StoredRecord],
         marks_from: Sequence[Checkpoint],
     ) -> None:
-        """Move each checkpoint over the records (a stretch of the store, in its order)
-        and note the stretch in the audit trail of each live projection: two statements
-        for all of them."""
+        """Move each checkpoint over the records (a stretch of the store, in its order)."""
         places = [r.checkpoint for r in records]
-        moved: dict[str, Checkpoint] = {}
-        stretches: list[tuple[str, Checkpoint, Checkpoint, int]] = []
-        for target, mark in zip(self.targets, marks_from, strict=True):
+        stretches: list[Stretch | None] = []
+        for mark in marks_from:
             mine = [place for place in places if place > mark]
-            if not mine:
+            stretches.append(Stretch(mine[0], mine[-1], len(mine)) if mine else None)
+        await self.advance_over(conn, stretches)
+
+    async def advance_over(
+        self, conn: asyncpg.Connection, stretches: Sequence[Stretch | None]
+    ) -> None:
+        """Move each target's checkpoint to the end of its stretch of the store (None:
+        it stays) and note the stretch in the audit trail of each live projection (an
+        event's "projected" stage): two statements for all of them."""
+        moved: dict[str, Checkpoint] = {}
+        noted: list[tuple[str, Stretch]] = []
+        for target, stretch in zip(self.targets, stretches, strict=True):
+            if stretch is None:
                 continue
-            moved[target.checkpoint] = mine[-1]
+            moved[target.checkpoint] = stretch.last
             if target.live:
-                stretches.append((target.checkpoint, mine[0], mine[-1], len(mine)))
-        if stretches:
-            actors, firsts, lasts, counts = zip(*stretches, strict=True)
+                noted.append((target.checkpoint, stretch))
+        if noted:
             await conn.execute(
                 AUDIT_BATCHES_SQL,
-                list(actors),
-                [str(c.tx_id) for c in firsts],
-                [c.position for c in firsts],
-                [str(c.tx_id) for c in lasts],
-                [c.position for c in lasts],
-                list(counts),
+                [name for name, _ in noted],
+                [str(s.first.tx_id) for _, s in noted],
+                [s.first.position for _, s in noted],
+                [str(s.last.tx_id) for _, s in noted],
+                [s.last.position for _, s in noted],
+                [s.events for _, s in noted],
             )
         await checkpoints.save_all(conn, moved)
 

@@ -30,7 +30,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
 
-from event_store import columns, feed, locks
+from event_store import feed, locks
 from event_store.errors import TRANSIENT_ERRORS, UNAVAILABLE_ERRORS
 from event_store.feed import StoredRecord
 from event_store.stopping import cancel_and_wait
@@ -48,14 +48,6 @@ from schema import topics
 
 log = logging.getLogger("cinemate.consumer")
 
-CONSUMED_SQL = """
-INSERT INTO audit_events (event_id, stage, position, user_id, event_type, detail)
-SELECT e, 'consumed', p, u, t, jsonb_build_object('group', $6::text, 'partition', k, 'offset', o)
-FROM unnest($1::uuid[], string_to_array($2, chr(31))::bigint[], string_to_array($3, chr(31)),
-            string_to_array($4, chr(31)), string_to_array($5, chr(31))::integer[],
-            string_to_array($7, chr(31))::bigint[]) AS x(e, p, u, t, k, o)
-ON CONFLICT DO NOTHING
-"""
 REPORT_SQL = """
 INSERT INTO kafka_consumers AS c (member, group_id, partitions, lag_messages, state, error)
 VALUES ($1, $2, $3, $4, $5, $6)
@@ -118,26 +110,9 @@ class ProjectionConsumer:
                 records = [d.record for d in deliveries if d.record.event_id in stored]
                 applied = await self.applier.apply(conn, records, marks)
                 await self.applier.mark(conn, applied)
-                await self._audit_consumed(conn, deliveries, {r.event_id for r in applied.fresh})
             await self.applier.after_commit(applied)
         self.applied += len(applied.fresh)
         return len(applied.fresh)
-
-    async def _audit_consumed(
-        self, conn: asyncpg.Connection, deliveries: Sequence[Delivery], applied: set[Any]
-    ) -> None:
-        mine = [d for d in deliveries if d.record.event_id in applied]
-        if mine:
-            await conn.execute(
-                CONSUMED_SQL,
-                [d.record.event_id for d in mine],
-                columns.numbers([d.record.position for d in mine]),
-                columns.texts([d.record.user_id for d in mine]),
-                columns.texts([d.record.event_type for d in mine]),
-                columns.numbers([d.message.partition for d in mine]),
-                self.group,
-                columns.numbers([d.message.offset for d in mine]),
-            )
 
     async def _until_store_answers(self, work: Any) -> Any:
         """Run `work()`, waiting out PostgreSQL outages and transient conflicts (not the
@@ -264,17 +239,24 @@ class ProjectionConsumer:
     # -- keeping the store-side view current --------------------------------------------
 
     async def advance_checkpoints(self, limit: int = 5000) -> None:
-        """Move the projections' store checkpoints over events already applied, so their
-        lag and health read the same as with store followers."""
+        """Move the projections' store checkpoints over events already applied, and note
+        those stretches in the audit trail, so that lag, health and each event's trail
+        read the same as with store followers. `limit` events a transaction (it holds
+        the projections' lock, which the next batch waits for)."""
+        while await self._advance_checkpoints(limit) >= limit:
+            pass
+
+    async def _advance_checkpoints(self, limit: int) -> int:
         async with self.pool.acquire() as conn:
             async with conn.transaction():
                 marks = await self.applier.begin(conn)
-                covered = await feed.covered_by_marks(conn, min(marks), limit)
-                if covered is not None:
-                    for name, checkpoint in zip(self.applier.names, marks, strict=True):
-                        if covered > checkpoint:
-                            await checkpoints.save(conn, name, covered)
+                # One stretch per distinct checkpoint (they differ only after a rebuild).
+                covered = {
+                    mark: await feed.covered_by_marks(conn, mark, limit) for mark in set(marks)
+                }
+                await self.applier.advance_over(conn, [covered[mark] for mark in marks])
                 await checkpoints.heartbeat(conn, self.applier.names)
+        return max((s.events for s in covered.values() if s is not None), default=0)
 
     async def report(self, consumer: AIOKafkaConsumer | None, state: str, error: str = "") -> None:
         partitions: list[int] = []

@@ -173,7 +173,17 @@ def start_worker(settings: Settings, data_dir: Path, log: Path) -> subprocess.Po
 
 
 async def consumed_events(conn: asyncpg.Connection) -> int:
-    return int(await conn.fetchval("SELECT count(*) FROM audit_events WHERE stage = 'consumed'"))
+    """Events the consumers have applied: each user's applied-stream mark counts them."""
+    return int(await conn.fetchval("SELECT coalesce(sum(stream_version), 0) FROM applied_streams"))
+
+
+async def noted_as_projected(conn: asyncpg.Connection) -> dict[str, int]:
+    """Per projection, the events its audit trail's stretches cover."""
+    rows = await conn.fetch(
+        "SELECT actor, sum(events) AS events FROM audit_batches"
+        " WHERE stage = 'projected' GROUP BY actor"
+    )
+    return {row["actor"]: int(row["events"]) for row in rows}
 
 
 def close_floats(got: list[tuple[Any, ...]], want: list[tuple[Any, ...]]) -> bool:
@@ -213,6 +223,7 @@ async def test_two_workers_one_killed_the_read_models_equal_a_rebuild(
             appended += await append_random(services.committer, total=2000, users=300, seed=6)
             await wait_caught_up(services.pool, within=180)
             survivor = await db.fetch("SELECT member, partitions FROM kafka_consumers")
+            trail = await noted_as_projected(db)
         finally:
             for worker in workers:
                 if worker.poll() is None:
@@ -229,6 +240,8 @@ async def test_two_workers_one_killed_the_read_models_equal_a_rebuild(
     )
     assert applied_at_kill < appended, "the kill should land mid-stream"
     assert len(consumed["audit"]) == appended
+    # Each event's trail says it was projected, by every projection, once.
+    assert trail == {name: appended for name in PROJECTIONS}, trail
     assert consumed["user_features"] == rebuilt["user_features"]
     assert consumed["model_feedback"] == rebuilt["model_feedback"]
     assert consumed["audit"] == rebuilt["audit"]
