@@ -35,7 +35,7 @@ from event_store.errors import TRANSIENT_ERRORS, UNAVAILABLE_ERRORS
 from event_store.feed import StoredRecord
 from event_store.stopping import cancel_and_wait
 from projections import checkpoints, dead_letters, retry
-from projections.applier import Applier
+from projections.applier import Applied, Applier
 from projections.kafka_feed import (
     PoisonMessage,
     ensure_topics,
@@ -97,6 +97,7 @@ class ProjectionConsumer:
         self.member = member_name()
         self.applied = 0
         self.dead_lettered = 0
+        self._copying: asyncio.Task[None] | None = None
 
     # -- applying ---------------------------------------------------------------------
 
@@ -110,9 +111,21 @@ class ProjectionConsumer:
                 records = [d.record for d in deliveries if d.record.event_id in stored]
                 applied = await self.applier.apply(conn, records, marks)
                 await self.applier.mark(conn, applied)
-            await self.applier.after_commit(applied)
+        if self._copying is not None:
+            await self._copying  # one batch's copies in flight at most
+        self._copying = asyncio.create_task(self._copy(applied))
         self.applied += len(applied.fresh)
         return len(applied.fresh)
+
+    async def _copy(self, applied: Applied) -> None:
+        """A committed batch's copies outside PostgreSQL (the features cache), written
+        while the next batch applies (the Redis round trips need not hold up
+        PostgreSQL's work). Best effort: they are caches, set only if newer, and
+        PostgreSQL has the batch already."""
+        try:
+            await self.applier.after_commit(applied)
+        except Exception as exc:
+            log.warning("a batch's cache copies failed", extra={"error": repr(exc)})
 
     async def _until_store_answers(self, work: Any) -> Any:
         """Run `work()`, waiting out PostgreSQL outages and transient conflicts (not the
@@ -313,6 +326,8 @@ class ProjectionConsumer:
                 await cancel_and_wait([applying])
             if committing is not None:
                 await asyncio.gather(committing, return_exceptions=True)
+            if self._copying is not None:
+                await asyncio.gather(self._copying, return_exceptions=True)
 
     @staticmethod
     async def _commit_offsets(
