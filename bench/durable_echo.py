@@ -13,6 +13,10 @@ can be held against. Two ways:
   multi-row INSERT, then the next group: the least a group commit can cost (no streams,
   versions, idempotency or back-pressure, which the service's has).
 
+Batches (`POST /api/v1/events/batch`, the same body as the service's) are validated with
+the service's own batch contract and committed, each in one INSERT of all its rows, from
+the same pool, whichever mode: the least that acknowledging a batch durably costs.
+
 It uses the data dir's PostgreSQL server (started by whichever process comes first, as
 every cinemate process does), in a database of its own.
 """
@@ -27,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
+import orjson
 import uvloop
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -39,7 +44,7 @@ from cinemate.infrastructure import Infrastructure
 from cinemate.server import server
 from cinemate.settings import Settings
 from event_store.stopping import cancel_and_wait
-from schema.commands import WatchCommand
+from schema.commands import ADAPTERS, BatchCommand, WatchCommand
 
 DATABASE = "durable_echo"
 POOL_SIZE = 16  # as the service's own pool
@@ -60,6 +65,7 @@ INSERT INTO echo_events (event_id, user_id, body)
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::json[]) RETURNING position
 """
 Row = tuple[uuid.UUID, str, str]
+BATCH = ADAPTERS["batch"]
 Append = Callable[[Row], Awaitable[int]]
 
 
@@ -116,7 +122,33 @@ def per_request(pool: asyncpg.Pool) -> Append:
     return append
 
 
-def build(append: Append) -> Starlette:
+def durable_batch(pool: asyncpg.Pool) -> Callable[[Request], Awaitable[Response]]:
+    async def batch(request: Request) -> Response:
+        body = await request.body()
+        try:
+            commands: BatchCommand = BATCH.validate_json(body)
+        except ValidationError as exc:
+            return JSONResponse({"error": "validation_error", "detail": exc.errors()}, 422)
+        # Each event's row holds the event as the client wrote it.
+        written = [orjson.dumps(event).decode() for event in orjson.loads(body)["events"]]
+        ids = [command.event_id or uuid.uuid4() for command in commands.events]
+        users = [command.user_id for command in commands.events]
+        positions = await pool.fetch(GROUP_SQL, ids, users, written)
+        results = [
+            {
+                "event_id": str(i),
+                "position": row["position"],
+                "stream_version": 0,
+                "status": "accepted",
+            }
+            for i, row in zip(ids, positions, strict=True)
+        ]
+        return Response(orjson.dumps({"results": results}), 202, media_type="application/json")
+
+    return batch
+
+
+def build(append: Append, pool: asyncpg.Pool) -> Starlette:
     async def durable_watch(request: Request) -> Response:
         body = await request.body()
         try:
@@ -133,7 +165,12 @@ def build(append: Append) -> Starlette:
         }
         return JSONResponse(answer, 202)
 
-    return Starlette(routes=[Route("/api/v1/events/watch", durable_watch, methods=["POST"])])
+    return Starlette(
+        routes=[
+            Route("/api/v1/events/watch", durable_watch, methods=["POST"]),
+            Route("/api/v1/events/batch", durable_batch(pool), methods=["POST"]),
+        ]
+    )
 
 
 async def serve(server_url: str, port: int, grouped: bool) -> None:
@@ -141,7 +178,7 @@ async def serve(server_url: str, port: int, grouped: bool) -> None:
     writer = GroupWriter(pool)
     running = asyncio.create_task(writer.run()) if grouped else None
     try:
-        app = build(writer.append if grouped else per_request(pool))
+        app = build(writer.append if grouped else per_request(pool), pool)
         await server(app, "127.0.0.1", port, guard=False).serve()
     finally:
         if running is not None:

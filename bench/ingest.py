@@ -11,6 +11,8 @@ nothing of the service's work. The half-rate latency (open loop: oha when instal
 vegeta, whose own CPU per request is 2-3x oha's on a machine the service shares) is
 measured for the durable echoes too, at the service's half rate: the p99 this disk and
 stack give without the service.
+Batches (1,000 events a request, 4 connections) have a durable baseline too: the durable
+echo committing each batch's rows in one INSERT, loaded the same way.
 Beside each half-rate run it prints how busy the machine's cores were (the load
 generator's included) and, for the service, its CPU per event there against at full
 load: small groups and batches cost more per event, so half the rate can still fill a
@@ -420,6 +422,34 @@ def durable_baseline(
         return run, per_event(before, meter.read(), run["rps"] * seconds)
 
 
+def batch_load(port: int, seconds: float) -> dict[str, float]:
+    """1,000-event batches from 4 connections (bench/loadgen.py builds the bodies)."""
+    return run_loadgen(
+        port,
+        "--path",
+        "/api/v1/events/batch",
+        "--batch",
+        "1000",
+        "--connections",
+        "4",
+        "--seconds",
+        str(seconds),
+    )
+
+
+def durable_batch_baseline(
+    env: dict[str, str], work: Path, seconds: float
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The durable echo answering the same batches, each committed in one INSERT of its
+    rows: the least a durable batch costs on this stack. Its run and CPU per event."""
+    with durable_echo("per request", env, work) as (port, pid):
+        batch_load(port, 2)
+        meter = CpuMeter(pid, work / "data")
+        before = meter.read()
+        run = batch_load(port, seconds)
+        return run, per_event(before, meter.read(), run["rps"] * 1000 * seconds)
+
+
 def durable_at_rate(
     kind: str, env: dict[str, str], work: Path, rate: float, seconds: float, connections: int
 ) -> dict[str, float]:
@@ -543,17 +573,7 @@ def main() -> None:
             for kind in DURABLE_KINDS
         }
         batch_before = meter.read()
-        batch = run_loadgen(
-            service_port,
-            "--path",
-            "/api/v1/events/batch",
-            "--batch",
-            "1000",
-            "--connections",
-            "4",
-            "--seconds",
-            str(args.seconds),
-        )
+        batch = batch_load(service_port, args.seconds)
         # Acknowledged is durable, but the read models fold each event later: how long
         # they took to catch up tells what rate the whole stack sustains.
         batch_answered = meter.read()
@@ -561,6 +581,7 @@ def main() -> None:
         settle(service_port)
         batch_behind = time.monotonic() - ended
         batch_caught_up = meter.read()
+        durable_batch, durable_batch_cost = durable_batch_baseline(env, work, args.seconds)
     finally:
         stop(service)
         stop(echo)
@@ -631,6 +652,12 @@ def main() -> None:
             "",
             "sustained: events / (run + catch-up)",
         ),
+        (
+            "  durable echo, the same batches (one INSERT of each batch's rows)",
+            f"{durable_batch['rps'] * 1000:,.0f} events/s",
+            f"p50 {durable_batch['p50_ms']:.0f} ms per batch",
+            f"service's batches {batch['rps'] / durable_batch['rps']:.2f} x this",
+        ),
     ]
     if not projecting:  # nothing caught up: no sustained rate to tell
         rows = [row for row in rows if "caught up" not in row[0]]
@@ -644,6 +671,7 @@ def main() -> None:
         "half rate": half,
         **{f"durable echo {kind} at half rate": run for kind, run in halves.items()},
         "batch": batch,
+        "durable echo batches": durable_batch,
     }
     errors = ", ".join(f"{name} {run['errors']:.0f}" for name, run in runs.items())
     print(f"non-2xx answers or socket errors: {errors}")
@@ -660,6 +688,13 @@ def main() -> None:
     print("\nCPU per batch event, microseconds: while answering / until caught up")
     for part in batch_cost:
         print(f"  {part:<16} {batch_cost[part]:>6.1f} / {batch_cost_all[part]:>6.1f} us")
+    batch_echo = {"durable echo": durable_batch_cost["api"], **durable_batch_cost}
+    del batch_echo["api"], batch_echo["worker"]
+    print(
+        "  durable echo, the same batches: "
+        + " + ".join(f"{us:.1f} us {part}" for part, us in batch_echo.items())
+        + f" = {sum(batch_echo.values()):.1f} us"
+    )
     for kind, (_, durable_cost) in durables.items():
         parts = {f"echo {kind}": durable_cost["api"], **durable_cost}
         del parts["api"], parts["worker"]
