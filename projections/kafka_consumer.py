@@ -58,6 +58,8 @@ SET partitions = excluded.partitions, lag_messages = excluded.lag_messages,
 LEAVE_SQL = "DELETE FROM kafka_consumers WHERE member = $1"
 # Reading a batch of messages lets the batch applying beside it go on this often.
 PARSE_YIELD_EVERY = 20
+# Batches read and waiting for the one applying to commit.
+PARSED_AHEAD = 1
 
 
 class SystemicFailure(RuntimeError):
@@ -70,6 +72,11 @@ class Delivery:
 
     message: ConsumerRecord[bytes, bytes]
     record: StoredRecord
+
+
+Unreadable = tuple[ConsumerRecord[bytes, bytes], PoisonMessage]
+# A batch read: its deliveries, its unreadable messages, and the offsets to commit after.
+Parsed = tuple[list[Delivery], list[Unreadable], dict[TopicPartition, int]]
 
 
 def member_name() -> str:
@@ -135,12 +142,12 @@ class ProjectionConsumer:
 
     async def parse(
         self, messages: Sequence[ConsumerRecord[bytes, bytes]]
-    ) -> tuple[list[Delivery], list[tuple[ConsumerRecord[bytes, bytes], PoisonMessage]]]:
+    ) -> tuple[list[Delivery], list[Unreadable]]:
         """The readable messages as deliveries, and the unreadable ones with why. Reading
         is pure Python: it yields to the loop now and then, so that the batch before,
         applying meanwhile, sends its next statement to PostgreSQL (the other core)."""
         deliveries: list[Delivery] = []
-        poison: list[tuple[ConsumerRecord[bytes, bytes], PoisonMessage]] = []
+        poison: list[Unreadable] = []
         for count, message in enumerate(messages, start=1):
             if message.value is None:
                 continue  # a tombstone: forgetting the user erased the read models already
@@ -155,7 +162,7 @@ class ProjectionConsumer:
     async def process_parsed(
         self,
         deliveries: Sequence[Delivery],
-        poison: Sequence[tuple[ConsumerRecord[bytes, bytes], PoisonMessage]],
+        poison: Sequence[Unreadable],
         producer: AIOKafkaProducer,
     ) -> None:
         """Dead-letter the unreadable messages, then apply the batch (message by message
@@ -291,43 +298,58 @@ class ProjectionConsumer:
     # -- running ------------------------------------------------------------------------
 
     async def _consume(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+        """Fetch and read batches while earlier ones apply: one task reads messages
+        (Python on this core) up to PARSED_AHEAD batches ahead, another applies them one
+        at a time and in order (their statements in PostgreSQL, on the other core), so a
+        batch's applying starts as soon as the one before commits, never waiting for
+        its messages to be read. Each batch's offsets go to Kafka after it commits,
+        while later ones apply; commits stay in order (each waits for the one before).
+        Offsets lost in a crash only mean redeliveries, which the marks skip."""
         loop = asyncio.get_running_loop()
         reported = 0.0
-        # A batch is applied while the next one is fetched and read (Python on this core,
-        # the batch's statements in PostgreSQL on the other), and its offsets committed to
-        # Kafka while later ones apply: the round trip need not hold up the work. Batches
-        # apply one at a time and in order, and commits stay in order (each waits for the
-        # one before). Offsets lost in a crash only mean redeliveries, which the marks skip.
-        applying: asyncio.Task[None] | None = None
-        applying_offsets: dict[TopicPartition, int] = {}
-        committing: asyncio.Task[None] | None = None
+        parsed: asyncio.Queue[Parsed] = asyncio.Queue(maxsize=PARSED_AHEAD)
+        applying = asyncio.create_task(self._apply_in_order(consumer, parsed, producer))
         try:
             while True:
                 fetched = await consumer.getmany(timeout_ms=500, max_records=self.batch_size)
                 messages = [m for batch in fetched.values() for m in batch]
-                if committing is not None and committing.done():
-                    committing.result()  # a failed commit restarts the consumer (run)
-                parsed = await self.parse(messages) if messages else None
-                if applying is not None and (parsed is not None or applying.done()):
-                    await applying  # raises what it raised: run restarts the consumer
-                    committing = asyncio.create_task(
-                        self._commit_offsets(consumer, committing, applying_offsets)
-                    )
-                    applying = None
-                if parsed is not None:
-                    applying = asyncio.create_task(self.process_parsed(*parsed, producer))
-                    applying_offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items()}
+                if messages:
+                    deliveries, poison = await self.parse(messages)
+                    offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items()}
+                    queued = asyncio.ensure_future(parsed.put((deliveries, poison, offsets)))
+                    await asyncio.wait({queued, applying}, return_when=asyncio.FIRST_COMPLETED)
+                    if not queued.done():
+                        queued.cancel()
+                if applying.done():
+                    applying.result()  # raises what it raised: run restarts the consumer
                 if loop.time() - reported >= 1.0:
                     reported = loop.time()
                     await self._until_store_answers(self.advance_checkpoints)
                     await self.report(consumer, "running")
         finally:
-            if applying is not None:
-                await cancel_and_wait([applying])
-            if committing is not None:
-                await asyncio.gather(committing, return_exceptions=True)
+            await cancel_and_wait([applying])
             if self._copying is not None:
                 await asyncio.gather(self._copying, return_exceptions=True)
+
+    async def _apply_in_order(
+        self,
+        consumer: AIOKafkaConsumer,
+        parsed: asyncio.Queue[Parsed],
+        producer: AIOKafkaProducer,
+    ) -> None:
+        committing: asyncio.Task[None] | None = None
+        try:
+            while True:
+                deliveries, poison, offsets = await parsed.get()
+                await self.process_parsed(deliveries, poison, producer)
+                if committing is not None and committing.done():
+                    committing.result()  # a failed commit restarts the consumer (run)
+                committing = asyncio.create_task(
+                    self._commit_offsets(consumer, committing, offsets)
+                )
+        finally:
+            if committing is not None:
+                await asyncio.gather(committing, return_exceptions=True)
 
     @staticmethod
     async def _commit_offsets(
