@@ -422,8 +422,8 @@ def durable_baseline(
         return run, per_event(before, meter.read(), run["rps"] * seconds)
 
 
-def batch_load(port: int, seconds: float) -> dict[str, float]:
-    """1,000-event batches from 4 connections (bench/loadgen.py builds the bodies)."""
+def batch_load(port: int, seconds: float, connections: int = 4) -> dict[str, float]:
+    """1,000-event batches (bench/loadgen.py builds the bodies)."""
     return run_loadgen(
         port,
         "--path",
@@ -431,7 +431,7 @@ def batch_load(port: int, seconds: float) -> dict[str, float]:
         "--batch",
         "1000",
         "--connections",
-        "4",
+        str(connections),
         "--seconds",
         str(seconds),
     )

@@ -35,12 +35,12 @@ from bench.ingest import (
     CpuMeter,
     free_port,
     per_event,
-    run_loadgen,
     run_wrk,
     start,
     stop,
     wait_ready,
 )
+from bench.ingest import batch_load as ingest_batches
 from bench.recommend import caught_up
 
 PARTS = ("api", "worker", "postgres", "redis")
@@ -137,17 +137,7 @@ def single_load(connections: int, seconds: float) -> Callable[[int], dict[str, f
 
 def batch_load(connections: int, seconds: float) -> Callable[[int], dict[str, float]]:
     def load(port: int) -> dict[str, float]:
-        result = run_loadgen(
-            port,
-            "--path",
-            "/api/v1/events/batch",
-            "--batch",
-            "1000",
-            "--connections",
-            str(connections),
-            "--seconds",
-            str(seconds),
-        )
+        result = ingest_batches(port, seconds, connections)
         return {"rate": result["rps"] * 1000, "events": result["rps"] * 1000 * seconds}
 
     return load
