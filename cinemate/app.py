@@ -39,7 +39,7 @@ from projections.forget import forget_user
 from projections.projection import Projection
 from projections.rebuild import RebuildInProgress, begin_rebuild, rebuild
 from projections.status import dead_letter_count, live_consumers, projection_status
-from projections.user_features import refresh_user
+from projections.user_features import refresh_user, stored_document
 from query_side.experiments import ExperimentHolder
 from query_side.health import Probe
 from query_side.http import QueryServices, query_routes
@@ -278,9 +278,13 @@ def build_app(services: Services) -> ServiceApp:
         async with services.pool.acquire() as conn:
             return await projection_status(conn, list(services.projections))
 
+    async def stored_features(user_id: str) -> dict[str, Any] | None:
+        return await stored_document(services.pool, user_id)
+
     queries = QueryServices(
         pool=services.pool,
         features_cache=services.features_cache,
+        stored_features=stored_features,
         probes=health_probes(services),
         refresh_features=refresh,
         projection_report=report,
@@ -352,6 +356,6 @@ def api_document() -> dict[str, Any]:
     use their services only when a request comes, so placeholders are enough to read
     what each route declares."""
     unused = cast(Any, None)
-    queries = QueryServices(unused, unused, {}, unused, unused, None)
+    queries = QueryServices(unused, unused, unused, {}, unused, unused, None)
     recommending = RecommendServices(unused, unused, unused, Path(), None, None)
     return openapi.build(api_routes(unused, unused, unused, unused, queries, recommending, None))

@@ -30,17 +30,19 @@ from schema import topics
 from schema.cache import FeatureCache
 
 UPSERT_SQL = """
-INSERT INTO {table} AS f (user_id, stream_version, position, state, doc, updated_at)
-SELECT u, v, p, s, d, $6::timestamptz
+INSERT INTO {table} AS f (user_id, stream_version, position, state, updated_at)
+SELECT u, v, p, s, $5::timestamptz
 FROM unnest(string_to_array($1, chr(31)), string_to_array($2, chr(31))::integer[],
-            string_to_array($3, chr(31))::bigint[], string_to_array($4, chr(31))::json[],
-            string_to_array($5, chr(31))::json[]) AS x(u, v, p, s, d)
+            string_to_array($3, chr(31))::bigint[], string_to_array($4, chr(31))::json[])
+     AS x(u, v, p, s)
 ON CONFLICT (user_id) DO UPDATE
 SET stream_version = excluded.stream_version, position = excluded.position,
-    state = excluded.state, doc = excluded.doc, updated_at = excluded.updated_at
+    state = excluded.state, updated_at = excluded.updated_at
 WHERE f.stream_version <= excluded.stream_version
 RETURNING f.user_id
 """
+# A row holds the state, not the document made of it (migration 0016).
+STORED_SQL = "SELECT state::text AS state, updated_at FROM user_features WHERE user_id = $1"
 
 ITEMS_UPSERT_SQL = """
 INSERT INTO {table} AS i (user_id, movie_id, signals)
@@ -229,7 +231,6 @@ async def save_states(
         columns.numbers([states[u]["stream_version"] for u in users]),
         columns.numbers([states[u]["position"] for u in users]),
         columns.texts([state_json[u].decode() for u in users]),
-        columns.texts([encoded[u].decode() for u in users]),
         now,
     )
     rows = item_rows({row["user_id"]: states[row["user_id"]] for row in written})
@@ -360,7 +361,6 @@ class UserFeaturesProjection:
             return
         pending = deferred.states
         now = datetime.now(UTC)
-        updated_at = fold.iso(now)
         # Each item once, in no particular order (the shadow has one writer).
         rows = [
             (user, movie, orjson.dumps(item).decode())
@@ -384,14 +384,13 @@ class UserFeaturesProjection:
         ):
             await conn.copy_records_to_table(
                 table,
-                columns=["user_id", "stream_version", "position", "state", "doc", "updated_at"],
+                columns=["user_id", "stream_version", "position", "state", "updated_at"],
                 records=(
                     (
                         user,
                         state["stream_version"],
                         state["position"],
                         _without_items(state).decode(),
-                        orjson.dumps(fold.document(state, updated_at)).decode(),
                         now,
                     )
                     for user, state in pending.items()
@@ -410,6 +409,16 @@ class UserFeaturesProjection:
     async def after_swap(self) -> None:
         # One new epoch drops every document of the replaced table at once.
         await self.feature_cache.invalidate()
+
+
+async def stored_document(pool: asyncpg.Pool, user_id: str) -> dict[str, Any] | None:
+    """The user's feature document as the live table has it (built from the state it
+    holds), or None."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(STORED_SQL, user_id)
+    if row is None:
+        return None
+    return fold.document(orjson.loads(row["state"]), fold.iso(row["updated_at"]))
 
 
 async def refresh_user(

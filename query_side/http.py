@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from event_store.errors import UNAVAILABLE_ERRORS
 from query_side import health
-from query_side.features import read_features
+from query_side.features import StoredFeatures, read_features
 from query_side.popular import PopularCache
 from query_side.user_events import read_stream_page
 from schema import commands, openapi, responses
@@ -34,6 +34,7 @@ ProjectionReport = Callable[[], Awaitable[list[dict[str, Any]]]]
 class QueryServices:
     pool: asyncpg.Pool
     features_cache: FeatureCache
+    stored_features: StoredFeatures
     probes: Mapping[str, health.Probe]
     refresh_features: Refresh
     projection_report: ProjectionReport
@@ -117,7 +118,7 @@ def query_routes(services: QueryServices) -> list[Route]:
 
     async def features(request: Request) -> Response:
         user_id = user_id_param(request)
-        document = await read_features(pool, services.features_cache, user_id)
+        document = await read_features(services.features_cache, services.stored_features, user_id)
         if document is None:
             return error_response(404, "not_found", f"no features for user {user_id}")
         return JSONResponse(document)

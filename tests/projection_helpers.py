@@ -13,6 +13,7 @@ import orjson
 
 from command_side.new_events import new_event
 from event_store.append import GroupCommitter
+from projections import user_features_fold
 from projections.projection import Batch, Changes
 from projections.simple_projections import NoSideEffects
 from projections.status import projection_status
@@ -112,20 +113,13 @@ async def snapshot(conn: asyncpg.Connection) -> dict[str, Any]:
     """Every read-model row, minus wall-clock fields that differ between runs."""
     features = []
     for row in await conn.fetch(
-        "SELECT user_id, stream_version, position, state::text, doc::text FROM user_features "
-        "ORDER BY user_id"
+        "SELECT user_id, stream_version, position, state::text FROM user_features ORDER BY user_id"
     ):
-        doc = orjson.loads(row["doc"])
+        state = orjson.loads(row["state"])
+        # What clients read, made of the state as the service makes it.
+        doc = user_features_fold.document(state, "")
         doc.pop("updated_at")
-        features.append(
-            (
-                row["user_id"],
-                row["stream_version"],
-                row["position"],
-                orjson.loads(row["state"]),
-                doc,
-            )
-        )
+        features.append((row["user_id"], row["stream_version"], row["position"], state, doc))
     user_items = [
         (r["user_id"], r["movie_id"], orjson.loads(r["signals"]))
         for r in await conn.fetch(

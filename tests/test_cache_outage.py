@@ -15,6 +15,7 @@ import pytest
 
 from cinemate.app import Services, build_app, open_services
 from cinemate.settings import Settings
+from projections.user_features import stored_document
 from tests.redis_helpers import PrivateRedis
 
 USER = "viewer"
@@ -150,3 +151,20 @@ async def test_health_says_degraded_while_the_cache_is_not_trusted(
     while await redis_health(http) != "ok":
         assert time.monotonic() < deadline, "the cache was never trusted again"
         await asyncio.sleep(0.05)
+
+
+async def test_the_table_gives_the_document_redis_holds(
+    cached_services: Services, http: httpx.AsyncClient, private_redis: PrivateRedis
+) -> None:
+    """A read that misses Redis builds the document from the state the row holds
+    (the row keeps no document of its own): the same bytes the projector cached."""
+    await post_ratings(http, 1, 4)
+    await cached_in_redis(private_redis, 10, 4)
+    cached = await cached_services.features_cache.read(USER)
+    assert cached is not None and cached["stream_version"] == 4
+    assert await stored_document(cached_services.pool, USER) == cached
+    assert await stored_document(cached_services.pool, "nobody") is None
+    with private_redis.client() as conn:
+        conn.delete(f"features:{USER}")
+    answer = await http.get(f"/api/v1/features/{USER}")
+    assert answer.status_code == 200 and answer.json() == cached

@@ -51,7 +51,8 @@ async def test_user_items_migration_moves_each_item_out_of_the_state(
         "items": {"m1": {"rating": 4.0, "at": "2026-01-01T00:00:00Z"}, "m2": {"progress": 0.5}},
     }
     await db.execute(
-        "INSERT INTO user_features VALUES ('old', 3, 9, $1::json, '{}'::json, now())",
+        "INSERT INTO user_features (user_id, stream_version, position, state, updated_at)"
+        " VALUES ('old', 3, 9, $1::json, now())",
         json.dumps(state),
     )
     await db.execute(sql)

@@ -112,7 +112,7 @@ async def test_batches_of_internal_names_under_load_all_go_through(
     assert statuses == {202: 72}
     assert await db.fetchval("SELECT count(*) FROM interaction_events") == posted
     counts = await db.fetch(
-        "SELECT user_id, (doc->'event_counts'->>'rating')::int AS ratings FROM user_features"
+        "SELECT user_id, (state->'counts'->>'rating')::int AS ratings FROM user_features"
         " WHERE user_id = ANY($1::text[])",
         INTERNAL_NAMES,
     )

@@ -88,8 +88,8 @@ async def test_a_small_batch_finds_rows_by_key_however_small_the_tables_were_whe
             read, _ = await apply_next(db, applier, 1000)
         assert read == len(watches)
     await db.execute(
-        "INSERT INTO user_features (user_id, stream_version, position, state, doc, updated_at)"
-        " SELECT 'grown' || n, 1, n, '{}', '{}', now() FROM generate_series(1, 20000) AS n;"
+        "INSERT INTO user_features (user_id, stream_version, position, state, updated_at)"
+        " SELECT 'grown' || n, 1, n, '{}', now() FROM generate_series(1, 20000) AS n;"
         "INSERT INTO user_items (user_id, movie_id, signals)"
         " SELECT 'grown' || n % 5000, 'm' || n, '{}' FROM generate_series(1, 40000) AS n"
     )
